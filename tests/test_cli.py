@@ -1,0 +1,77 @@
+"""The CLI turns user mistakes into one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import REPO
+from vtrbench.cli import main
+
+SMOKE = str(REPO / "config" / "smoke.yaml")
+
+
+def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_unknown_method(capsys, smoke_data, tmp_path):
+    code = main(
+        [
+            "train",
+            "--config",
+            SMOKE,
+            "--method",
+            "cret2",
+            "--seed",
+            "0",
+            "--data",
+            str(smoke_data),
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert code == 2
+    assert "unknown method 'cret2'; the config defines: dual_mean, cret" in _one_error_line(capsys)
+
+
+def test_malformed_config_value(capsys, tmp_path):
+    code = main(["prepare", "--config", SMOKE, "--set", "train.batch_size=-1", "--out", str(tmp_path)])
+    assert code == 2
+    assert "config error at train.batch_size" in _one_error_line(capsys)
+
+
+def test_empty_split(capsys, smoke_data, tmp_path):
+    from datasets import load_from_disk
+
+    from vtrbench.data import records
+
+    data = tmp_path / "data"
+    for split in records.SPLITS:
+        videos = load_from_disk(str(smoke_data / split / "videos"))
+        captions = load_from_disk(str(smoke_data / split / "captions"))
+        if split == "val":
+            videos = {name: [] for name in videos.features}
+            captions = {"video_id": [], "text": []}
+        records.write_split(data, split, videos, captions, load_from_disk(str(smoke_data / split / "videos")).features)
+    (data / "vocab.txt").write_text((smoke_data / "vocab.txt").read_text())
+    capsys.readouterr()
+    code = main(
+        [
+            "train",
+            "--config",
+            SMOKE,
+            "--method",
+            "cret",
+            "--seed",
+            "0",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
+    assert code == 2
+    line = _one_error_line(capsys)
+    assert "split 'val'" in line and "has no videos" in line

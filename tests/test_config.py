@@ -1,0 +1,51 @@
+"""Config validation: defaults filled, and every mistake named by its key in one line."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from tests.conftest import REPO
+from vtrbench import config
+
+
+def test_default_and_smoke_configs_validate_and_get_defaults():
+    for name in ("config.yaml", "smoke.yaml"):
+        cfg = config.load(REPO / "config" / name)
+        assert cfg["train"]["warmup"] == 0.05  # filled from the schema
+        assert cfg["dataset"]["on_problem"] == "strict"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"train": {"batch_size": -4}}, r"train\.batch_size: -4 is less than the minimum"),
+        ({"train": {"stepz": 3}}, r"train: Additional properties are not allowed \('stepz'"),
+        ({"train": {"frames": 0}}, r"train\.frames: 0 is less than the minimum"),
+        ({"methods": {"x": {"class": "nope"}}}, r"methods\.x: unknown method class 'nope'; choose one of"),
+        ({"methods": {"x": {"class": "dual_encoder", "pooling": "max"}}}, r"pooling must be 'mean' or 'seq'"),
+        ({"methods": {"x": {"class": "cret", "global_loss": "ce"}}}, r"global_loss must be 'gees' or 'nce'"),
+        (
+            {"methods": {"x": {"class": "cret", "alhpa": 1}}},
+            r"methods\.x: unknown option\(s\) alhpa; allowed:",
+        ),
+        ({"dataset": {"name": "msrvtt"}}, r"dataset\.data_root"),
+        ({"train": {"frames": 99}}, r"train\.frames: cannot sample 99 frames from the dataset\.frames=4"),
+        ({"seeds": []}, r"seeds: \[\] should be non-empty"),
+    ],
+)
+def test_bad_values_name_the_key(smoke_config, override, message):
+    cfg = config.deep_update(copy.deepcopy(smoke_config), override)
+    with pytest.raises(config.ConfigError, match=message) as err:
+        config.validate(cfg)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(config.ConfigError, match="config file not found"):
+        config.load(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dataset: [unclosed\n")
+    with pytest.raises(config.ConfigError, match="not valid YAML"):
+        config.load(bad)

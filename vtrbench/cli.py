@@ -1,0 +1,149 @@
+"""``vtrbench prepare|train|evaluate|aggregate|report``: what the workflow's rules call.
+
+Every command takes the run config as ``--config FILE`` (plus ``--set key.sub=value`` overrides) or as
+``--config-json`` (the workflow passes the config Snakemake holds, command-line overrides included). Errors a user
+can fix are printed as one line and exit with status 2 (set ``VTRBENCH_DEBUG=1`` for the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vtrbench import config as config_lib
+
+
+def _parse_set(items: list[str]) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise config_lib.ConfigError(f"--set expects key.sub=value, got {item!r}")
+        node = overrides
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(raw)
+    return overrides
+
+
+def _load_config(args: argparse.Namespace) -> dict[str, Any]:
+    if args.config_json:
+        return config_lib.validate(json.loads(args.config_json))
+    if not args.config:
+        raise config_lib.ConfigError("give --config FILE (or --config-json)")
+    return config_lib.load(args.config, _parse_set(args.set))
+
+
+def cmd_prepare(args: argparse.Namespace) -> None:
+    from vtrbench.data.prepare import prepare
+
+    manifest = prepare(_load_config(args), args.out, threads=args.threads)
+    print(f"prepared {manifest['dataset']} in {args.out}: {manifest['counts']} (fingerprint {manifest['fingerprint']})")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from vtrbench.train import train
+
+    config = _load_config(args)
+    if args.threads:
+        config["train"]["threads"] = args.threads
+    path = train(config, args.method, args.seed, args.data, args.out)
+    print(f"trained {args.method} seed {args.seed}: {path}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from vtrbench.runs import evaluate_checkpoint
+
+    metrics = evaluate_checkpoint(
+        _load_config(args), args.method, args.seed, args.data, args.model, args.out, split=args.split
+    )
+    t2v = metrics["t2v"]
+    print(
+        f"{args.method} seed {args.seed} {args.split}: t2v R@1 {t2v['R@1']:.1f} R@5 {t2v['R@5']:.1f} "
+        f"R@10 {t2v['R@10']:.1f} MdR {t2v['MdR']:.1f}"
+    )
+
+
+def cmd_aggregate(args: argparse.Namespace) -> None:
+    from vtrbench.report.aggregate import aggregate
+
+    tables = aggregate(args.metrics, args.out)
+    print(f"aggregated {len(tables['runs'])} run(s) into {args.out}")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from vtrbench.report.html import render_report
+
+    render_report(args.tables, args.out, config=_load_config(args))
+    print(f"wrote {args.out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vtrbench", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Any, help_text: str, needs_config: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.set_defaults(func=func)
+        if needs_config:
+            p.add_argument("--config", type=Path, help="run config YAML (e.g. config/config.yaml)")
+            p.add_argument(
+                "--set",
+                action="append",
+                default=[],
+                metavar="KEY=VALUE",
+                help="override a config value, e.g. --set train.steps=100",
+            )
+            p.add_argument("--config-json", help="the whole config as JSON (used by the workflow)")
+        return p
+
+    p = add("prepare", cmd_prepare, "generate or decode the dataset into results/data/{dataset}")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--threads", type=int, default=1)
+
+    for name, func, text in (
+        ("train", cmd_train, "train one method with one seed"),
+        ("evaluate", cmd_evaluate, "evaluate a trained method on a split"),
+    ):
+        p = add(name, func, text)
+        p.add_argument("--method", required=True)
+        p.add_argument("--seed", type=int, required=True)
+        p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
+        p.add_argument("--out", type=Path, required=True, help="run folder")
+        if name == "train":
+            p.add_argument("--threads", type=int, default=None, help="overrides train.threads")
+        else:
+            p.add_argument("--model", type=Path, required=True, help="model.pt written by train")
+            p.add_argument("--split", default="test", choices=["val", "test"])
+
+    p = add("aggregate", cmd_aggregate, "collect every run's result files into tables", needs_config=False)
+    p.add_argument("--metrics", type=Path, nargs="+", required=True, help="metrics.json files of the runs")
+    p.add_argument("--out", type=Path, required=True, help="tables folder")
+
+    p = add("report", cmd_report, "render results/report.html from the tables")
+    p.add_argument("--tables", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        if os.environ.get("VTRBENCH_DEBUG"):
+            raise
+        print(f"vtrbench {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

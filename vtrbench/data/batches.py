@@ -1,0 +1,113 @@
+"""Training batches and evaluation inputs, as pure functions of (seed, step).
+
+The batch at step ``s`` depends only on the seed and ``s`` (epoch permutations and per-step draws come from
+``np.random.default_rng([seed, ...])``), so a resumed run sees exactly the batches an uninterrupted one would,
+without saving any sampler state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+from transformers import PreTrainedTokenizerBase
+
+from vtrbench.data.records import NO_GROUP, SplitData
+from vtrbench.data.video import sample_indices
+
+GROUP_STREAM, STEP_STREAM = 0, 1  # independent random streams derived from the seed
+
+
+@dataclass
+class Tokens:
+    input_ids: Tensor  # [n, L] long
+    attention_mask: Tensor  # [n, L] long
+
+    def __getitem__(self, idx: np.ndarray) -> Tokens:
+        index = torch.as_tensor(idx, dtype=torch.long)
+        ids, mask = self.input_ids[index], self.attention_mask[index]
+        width = max(int(mask.sum(1).max()), 1)  # trim the batch to its longest caption
+        return Tokens(ids[:, :width], mask[:, :width])
+
+
+def tokenize(tokenizer: PreTrainedTokenizerBase, captions: list[str], max_length: int) -> Tokens:
+    """Tokenise every caption once; an empty caption (only [CLS]/[SEP] left) is rejected with its index."""
+    enc = tokenizer(captions, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
+    lengths = enc["attention_mask"].sum(1)
+    empty = torch.nonzero(lengths <= 2).flatten().tolist()
+    if empty:
+        raise ValueError(
+            f"{len(empty)} caption(s) are empty or contain no known token, e.g. caption #{empty[0]} "
+            f"{captions[empty[0]]!r}; fix the annotation file or drop these captions"
+        )
+    return Tokens(enc["input_ids"], enc["attention_mask"])
+
+
+class TrainBatches:
+    """Batches of B distinct videos, each with one random caption; whole hard-negative groups when asked."""
+
+    def __init__(self, split: SplitData, tokens: Tokens, batch_size: int, frames: int, seed: int, group_batches: bool):
+        self.split, self.tokens, self.batch_size, self.frames, self.seed = (
+            split,
+            tokens,
+            batch_size,
+            frames,
+            seed,
+        )
+        self.captions_of = split.captions_of()
+        grouped = group_batches and bool((split.group_id != NO_GROUP).all())
+        if grouped:
+            order = np.argsort(split.group_id, kind="stable")
+            _, starts = np.unique(split.group_id[order], return_index=True)
+            self.units = np.split(order, starts[1:])  # one unit = the videos of one group
+        else:
+            self.units = [np.array([i]) for i in range(split.num_videos)]
+        unit_size = len(self.units[0])
+        if any(len(u) != unit_size for u in self.units):
+            raise ValueError("hard-negative groups must all have the same size for group batches")
+        if batch_size % unit_size:
+            raise ValueError(f"train.batch_size={batch_size} must be a multiple of the group size {unit_size}")
+        self.units_per_batch = batch_size // unit_size
+        if self.units_per_batch > len(self.units):
+            raise ValueError(
+                f"train.batch_size={batch_size} needs {self.units_per_batch} groups/videos but the train split has "
+                f"{len(self.units)}"
+            )
+
+    def _units_for_step(self, step: int) -> list[int]:
+        """Walk epoch permutations of the units; epoch e is permuted with rng(seed, e)."""
+        n, per = len(self.units), self.units_per_batch
+        chosen: list[int] = []
+        position = step * per
+        while len(chosen) < per:
+            epoch, offset = divmod(position, n)
+            perm = np.random.default_rng([self.seed, GROUP_STREAM, epoch]).permutation(n)
+            take = min(per - len(chosen), n - offset)
+            chosen.extend(perm[offset : offset + take].tolist())
+            position += take
+        return chosen
+
+    def __call__(self, step: int) -> dict[str, Tensor]:
+        rng = np.random.default_rng([self.seed, STEP_STREAM, step])
+        videos = np.concatenate([self.units[u] for u in self._units_for_step(step)])  # [B]
+        caption = np.array([rng.choice(self.captions_of[v]) for v in videos])
+        available = self.split.frames.shape[1]
+        frame_idx = np.stack([sample_indices(available, self.frames, "random", rng) for _ in videos])  # [B, M]
+        clips = self.split.frames[videos]  # [B, T, H, W, 3]
+        clips = np.take_along_axis(clips, frame_idx[:, :, None, None, None], axis=1)  # [B, M, H, W, 3]
+        tok = self.tokens[caption]
+        return {
+            "frames": torch.from_numpy(np.ascontiguousarray(clips)),
+            "input_ids": tok.input_ids,
+            "attention_mask": tok.attention_mask,
+            "group_id": torch.from_numpy(self.split.group_id[videos]),
+        }
+
+
+def eval_clips(split: SplitData, start: int, stop: int, frames: int) -> Tensor:
+    """Videos ``start:stop`` with ``frames`` segment-centre frames: uint8 [n, M, H, W, 3]."""
+    idx = sample_indices(split.frames.shape[1], frames, "uniform")
+    clips = split.frames[np.arange(start, stop)][:, idx]
+    return torch.from_numpy(np.ascontiguousarray(clips))

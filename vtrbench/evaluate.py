@@ -1,0 +1,110 @@
+"""Evaluate a method on a split: encode the gallery once, encode the queries, score, rank.
+
+Used twice: on ``val`` during training (model selection) and on ``test`` by the evaluate step, which writes
+``metrics.json`` and the raw per-query ranks ``ranks.parquet`` (so a new metric needs no re-run).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from vtrbench.data.batches import Tokens, eval_clips
+from vtrbench.data.records import SplitData, write_json_atomic
+from vtrbench.methods import Features, RetrievalMethod, check_scores, gallery_floats_per_video
+from vtrbench.metrics import retrieval_metrics, t2v_ranks, v2t_ranks
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, Any]
+    scores: Tensor  # [n_text, n_video]
+
+
+def _concat(parts: list[Features]) -> Features:
+    return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
+
+
+@torch.no_grad()
+def encode_gallery(
+    method: RetrievalMethod, split: SplitData, frames: int, batch_size: int, device: torch.device
+) -> Features:
+    parts = []
+    for start in range(0, split.num_videos, batch_size):
+        clips = eval_clips(split, start, min(start + batch_size, split.num_videos), frames).to(device)
+        parts.append({k: v.float().cpu() for k, v in method.encode_videos(clips).items()})
+    return _concat(parts)
+
+
+@torch.no_grad()
+def encode_queries(method: RetrievalMethod, tokens: Tokens, batch_size: int, device: torch.device) -> Features:
+    parts = []
+    n = tokens.input_ids.shape[0]
+    for start in range(0, n, batch_size):
+        tok = tokens[np.arange(start, min(start + batch_size, n))]
+        out = method.encode_texts(tok.input_ids.to(device), tok.attention_mask.to(device))
+        parts.append({k: v.float().cpu() for k, v in out.items()})
+    return _concat(parts)
+
+
+@torch.no_grad()
+def evaluate(
+    method: RetrievalMethod,
+    split: SplitData,
+    tokens: Tokens,
+    frames: int,
+    batch_size: int,
+    device: torch.device,
+    name: str = "method",
+) -> Evaluation:
+    """Full text->video and video->text evaluation of ``method`` on ``split``."""
+    was_training = method.training
+    method.eval()
+    gallery = encode_gallery(method, split, frames, batch_size, device)
+    queries = encode_queries(method, tokens, batch_size, device)
+    on_device = {k: v.to(device) for k, v in queries.items()}, {k: v.to(device) for k, v in gallery.items()}
+    scores = check_scores(method.score(*on_device).float().cpu(), len(split.captions), split.num_videos, name)
+    method.train(was_training)
+    metrics = retrieval_metrics(scores, split.caption_video, split.group_id, split.variant)
+    metrics["gallery_floats_per_video"] = gallery_floats_per_video(gallery)
+    return Evaluation(metrics=metrics, scores=scores)
+
+
+def write_results(evaluation: Evaluation, split: SplitData, out_dir: Path, extra: dict[str, Any]) -> None:
+    """``metrics.json`` (summary + run info) and ``ranks.parquet`` (one row per query), both atomically."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t2v = t2v_ranks(evaluation.scores, split.caption_video)
+    v2t = v2t_ranks(evaluation.scores, split.caption_video)
+    ranks = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "direction": "t2v",
+                    "query": np.arange(len(t2v.rank)),
+                    "rank": t2v.rank,
+                    "ties": t2v.ties,
+                    "video_id": [split.video_ids[v] for v in split.caption_video],
+                }
+            ),
+            pd.DataFrame(
+                {
+                    "direction": "v2t",
+                    "query": np.arange(len(v2t.rank)),
+                    "rank": v2t.rank,
+                    "ties": v2t.ties,
+                    "video_id": split.video_ids,
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
+    tmp = out_dir / "ranks.parquet.tmp"
+    ranks.to_parquet(tmp, index=False)
+    tmp.replace(out_dir / "ranks.parquet")
+    write_json_atomic(out_dir / "metrics.json", {**extra, **evaluation.metrics})
