@@ -191,7 +191,7 @@ def load_tokenizer(cfg: TextEncoderConfig, vocab_file: str | Path | None) -> Pre
         raise FileNotFoundError(
             f"vocabulary file {vocab_file} not found: a from-scratch text encoder uses the prepared dataset's vocab.txt"
         )
-    return BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True)
+    return BertTokenizerFast(vocab=str(vocab_file), do_lower_case=True)  # transformers 5: `vocab`, not `vocab_file`
 
 
 def _check_heads(key: str, dim: int, heads: int) -> None:

@@ -33,10 +33,10 @@ def prepare(config: dict[str, Any], out_root: str | Path, threads: int = 1) -> d
         info, vocab = _prepare_real(dataset, out_root, threads)
     write_vocab(out_root / "vocab.txt", vocab)
     manifest = {
+        **{k: v for k, v in info.items() if k != "config"},
         "dataset": dataset["name"],
         "config": dataset,
         "fingerprint": fingerprint(out_root),
-        **info,
     }
     records.write_json_atomic(out_root / "manifest.json", manifest)
     return manifest
@@ -69,8 +69,8 @@ def _prepare_real(dataset: dict[str, Any], out_root: Path, threads: int) -> tupl
     )
     cfg = RealDataConfig(name=dataset["name"], **{k: dataset[k] for k in keys})
     info = prepare_real(cfg, out_root, threads=threads)
-    train = records.load_split(out_root, "train")
-    return info, words_of(train.captions)
+    vocab_split = "train" if "train" in cfg.splits else cfg.splits[0]  # the vocabulary comes from training text
+    return info, words_of(records.load_split(out_root, vocab_split).captions)
 
 
 def words_of(captions: list[str]) -> list[str]:

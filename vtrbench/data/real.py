@@ -73,7 +73,7 @@ class Problem:
     detail: str
 
 
-class DataProblemsError(Exception):
+class DataProblemsError(ValueError):
     """Strict mode met problems; the message counts them per kind and shows the first few."""
 
     def __init__(self, name: str, problems: list[Problem], listing: Path):
@@ -125,6 +125,7 @@ def prepare_real(cfg: RealDataConfig, out_root: Path, threads: int = 1, shard_si
     # 1. validation, before any decoding
     usable, problems = _validate(annotations, video_dir, duplicates.cross_split)
     _stop_if_strict(cfg, problems, out_root)
+    _write_problems(out_root / "problems.csv", problems)  # before a possible "no usable video" stop
     _check_not_empty(cfg, usable, problems)
 
     # 2. decoding, resumable shard by shard
@@ -139,8 +140,8 @@ def prepare_real(cfg: RealDataConfig, out_root: Path, threads: int = 1, shard_si
     _stop_if_strict(cfg, problems, out_root)
     bad = {(p.split, p.video_id) for p in problems}
     usable = {s: [(a, p) for a, p in items if (s, a.video_id) not in bad] for s, items in usable.items()}
-    _check_not_empty(cfg, usable, problems)
     _write_problems(out_root / "problems.csv", problems)
+    _check_not_empty(cfg, usable, problems)
 
     # 3. assembly
     counts = {}
