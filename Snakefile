@@ -12,12 +12,26 @@ if not workflow.config_settings.configfiles:
     configfile: "config/config.yaml"
 
 
+# `snakemake --report results/snakemake-report.html`: items marked report(...) in workflow/rules/report.smk
+report: "workflow/report/workflow.rst"
+
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    dataset="[A-Za-z0-9_-]+",
+    method="|".join(METHODS),
+    seed=r"\d+",
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/throughput.smk"
+include: "workflow/rules/sweep.smk"
+include: "workflow/rules/latency.smk"
 
 
 rule all:

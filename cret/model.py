@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from cret.ccm import CCM, CCMConfig, local_score
 from cret.gees import gees_loss, mean_nce_loss
 from vtrbench.backbones import MAX_FRAMES, Backbones
-from vtrbench.losses import InfoNCE, symmetric_cross_entropy
+from vtrbench.losses import InfoNCE, gather_features, symmetric_cross_entropy
 from vtrbench.methods import Batch, EmbeddingMethod, Features
 from vtrbench.options import parse_options
 
@@ -136,12 +136,16 @@ class CRET(EmbeddingMethod):
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         h, z_v = self._video_features(batch["frames"])
         queries = self.encode_texts(batch["input_ids"], batch["attention_mask"])
+        # several processes: the features of the whole global batch (vtrbench/distributed.py), local slice has grad
+        world = self.global_nce.world_size, self.global_nce.rank
+        text, h = gather_features(queries["text"], *world), gather_features(h, *world)  # [B, D], [B, M, D] global
         scale = self.global_nce.scale()
         if self.opts.global_loss == "gees":
-            terms = {"gees_loss": gees_loss(queries["text"], h, scale, self.opts.lam, self.opts.gees_chunk)}
+            terms = {"gees_loss": gees_loss(text, h, scale, self.opts.lam, self.opts.gees_chunk)}
         else:
-            terms = {"nce_loss": mean_nce_loss(queries["text"], h, scale)}
+            terms = {"nce_loss": mean_nce_loss(text, h, scale)}
         if z_v is not None:
-            logits = self.local_nce.scale() * local_score(queries["centres"], z_v)  # [B, B]
+            z_t, z_v = gather_features(queries["centres"], *world), gather_features(z_v, *world)  # [B, K, Dt] global
+            logits = self.local_nce.scale() * local_score(z_t, z_v)  # [B, B]
             terms["ccm_loss"] = self.opts.beta * symmetric_cross_entropy(logits)
         return terms

@@ -28,3 +28,34 @@ def smoke_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("smoke") / "data"
     prepare(config.load(REPO / "config" / "smoke.yaml"), out)
     return out
+
+
+def _copy_workflow(dest: Path) -> None:
+    import shutil
+
+    shutil.copy(REPO / "Snakefile", dest / "Snakefile")
+    for folder in ("workflow", "config", "data"):
+        if (REPO / folder).is_dir():
+            shutil.copytree(REPO / folder, dest / folder)
+
+
+def snakemake_env() -> dict:
+    import sys
+
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory):
+    """One `snakemake --configfile config/smoke.yaml` run in a fresh folder, shared by every test that reads it.
+
+    Returns ``(folder, command, completed_process)``; the tests assert on the return code themselves.
+    """
+    import subprocess
+    import sys
+
+    folder = tmp_path_factory.mktemp("smoke_run")
+    _copy_workflow(folder)
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/smoke.yaml"]
+    proc = subprocess.run(cmd, cwd=folder, env=snakemake_env(), capture_output=True, text=True, timeout=900)
+    return folder, cmd, proc

@@ -54,8 +54,29 @@ def cmd_train(args: argparse.Namespace) -> None:
     config = _load_config(args)
     if args.threads:
         config["train"]["threads"] = args.threads
-    path = train(config, args.method, args.seed, args.data, args.out)
+    path = train(config, args.method, args.seed, args.data, args.out, init_checkpoint=args.init_from)
     print(f"trained {args.method} seed {args.seed}: {path}")
+
+
+def cmd_rerank(args: argparse.Namespace) -> None:
+    from baselines.rerank import evaluate_rerank
+
+    for m in evaluate_rerank(_load_config(args), args.method, args.seed, args.data, args.runs):
+        print(f"{m['method']} seed {args.seed}: t2v R@1 {m['t2v']['R@1']:.1f} (ceiling {m['rerank_ceiling']:.1f})")
+
+
+def cmd_latency(args: argparse.Namespace) -> None:
+    from vtrbench.latency import benchmark
+
+    rows = benchmark(_load_config(args), args.method, args.seed, args.data, args.runs, args.out)
+    print(f"wrote {len(rows)} latency rows to {args.out}")
+
+
+def cmd_tradeoff(args: argparse.Namespace) -> None:
+    from vtrbench.report.tradeoff import tradeoff
+
+    table = tradeoff(args.metrics, args.latency, args.tables, args.plots, args.reference_gallery)
+    print(f"recall vs latency of {len(table)} method(s): {args.tables}/latency.csv, {args.plots}/recall_vs_latency.png")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -81,8 +102,35 @@ def cmd_aggregate(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from vtrbench.report.html import render_report
 
-    render_report(args.tables, args.out, config=_load_config(args))
+    render_report(args.tables, args.out, config=_load_config(args), published=args.published, figures_dir=args.figures)
     print(f"wrote {args.out}")
+
+
+def cmd_throughput(args: argparse.Namespace) -> None:
+    from vtrbench import throughput
+
+    config = _load_config(args)
+    if not args.losses and not (args.method and args.data):
+        raise ValueError("throughput: give --method NAME --data DIR, or --losses")
+    if args.losses:
+        raw = throughput.run_loss_throughput(config, args.out)
+    else:
+        raw = throughput.run_throughput(config, args.method, args.data, args.out)
+    print(f"wrote {len(raw)} timing rows to {args.out}")
+
+
+def cmd_throughput_aggregate(args: argparse.Namespace) -> None:
+    from vtrbench.throughput import aggregate_throughput
+
+    table = aggregate_throughput(args.files, args.losses, args.batch_size, args.tables, args.plot)
+    print(f"aggregated {len(args.files)} throughput file(s) into {args.tables}/throughput.csv ({len(table)} rows)")
+
+
+def cmd_sweep_aggregate(args: argparse.Namespace) -> None:
+    from vtrbench.sweep import aggregate_sweep
+
+    table = aggregate_sweep(args.runs, args.batch_size, args.tables, args.plots)
+    print(f"aggregated {len(args.runs)} sweep run(s) into {args.tables}/frame_sweep.csv ({len(table)} rows)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", type=Path, required=True, help="run folder")
         if name == "train":
             p.add_argument("--threads", type=int, default=None, help="overrides train.threads")
+            p.add_argument("--init-from", type=Path, default=None, help="model.pt of the method named by init_from")
         else:
             p.add_argument("--model", type=Path, required=True, help="model.pt written by train")
             p.add_argument("--split", default="test", choices=["val", "test"])
@@ -127,9 +176,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", type=Path, nargs="+", required=True, help="metrics.json files of the runs")
     p.add_argument("--out", type=Path, required=True, help="tables folder")
 
+    p = add("throughput", cmd_throughput, "time training steps of one method (or the losses) over frames x batch")
+    p.add_argument("--method", help="method to time (or give --losses)")
+    p.add_argument("--losses", action="store_true", help="time GEES vs NCE alone on random features instead")
+    p.add_argument("--data", type=Path, help="prepared dataset folder (vocabulary, val captions)")
+    p.add_argument("--out", type=Path, required=True, help="raw timing rows (CSV)")
+
+    p = add("throughput-aggregate", cmd_throughput_aggregate, "throughput tables and plot", needs_config=False)
+    p.add_argument("--files", type=Path, nargs="+", required=True, help="per-method throughput.csv files")
+    p.add_argument("--losses", type=Path, required=True, help="loss-level raw rows (CSV)")
+    p.add_argument("--batch-size", type=int, required=True, help="batch size shown in the plot (train.batch_size)")
+    p.add_argument("--tables", type=Path, required=True, help="tables folder")
+    p.add_argument("--plot", type=Path, required=True, help="step-time plot (PNG)")
+
+    p = add("sweep-aggregate", cmd_sweep_aggregate, "frame sweep tables and plots (Fig. 5)", needs_config=False)
+    p.add_argument("--runs", type=Path, nargs="+", required=True, help="sweep run folders {loss}/f{frames}/seed{seed}")
+    p.add_argument("--batch-size", type=int, required=True, help="train.batch_size (for clips/s)")
+    p.add_argument("--tables", type=Path, required=True, help="tables folder")
+    p.add_argument("--plots", type=Path, required=True, help="plots folder")
+
+    for name, func, text in (
+        ("rerank", cmd_rerank, "evaluate a re-ranking method's (k, fusion) variants on the test split"),
+        ("latency", cmd_latency, "query-latency benchmark of one trained method (raw rows, latency.csv)"),
+    ):
+        p = add(name, func, text)
+        p.add_argument("--method", required=True)
+        p.add_argument("--seed", type=int, required=True)
+        p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
+        p.add_argument("--runs", type=Path, required=True, help="results/runs/{dataset}: the stages' model.pt")
+        if name == "latency":
+            p.add_argument("--out", type=Path, required=True, help="latency.csv to write")
+
+    p = add("tradeoff", cmd_tradeoff, "recall-vs-latency tables and plot", needs_config=False)
+    p.add_argument("--metrics", type=Path, nargs="+", required=True, help="metrics.json files")
+    p.add_argument("--latency", type=Path, nargs="+", required=True, help="latency.csv files")
+    p.add_argument("--tables", type=Path, required=True)
+    p.add_argument("--plots", type=Path, required=True)
+    p.add_argument("--reference-gallery", type=int, default=1000, help="gallery size of the per-query latency")
+
     p = add("report", cmd_report, "render results/report.html from the tables")
     p.add_argument("--tables", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--published", type=Path, default=None, help="ledger of published results (data/published.csv)")
+    p.add_argument("--figures", type=Path, default=None, help="folder for the PNG figures (default: beside --out)")
     return parser
 
 
@@ -137,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, FileNotFoundError, RuntimeError, FloatingPointError) as err:
         if os.environ.get("VTRBENCH_DEBUG"):
             raise
         print(f"vtrbench {args.command}: error: {err}", file=sys.stderr)

@@ -25,6 +25,7 @@ from vtrbench.metrics import retrieval_metrics, t2v_ranks, v2t_ranks
 class Evaluation:
     metrics: dict[str, Any]
     scores: Tensor  # [n_text, n_video]
+    queries: np.ndarray | None = None  # caption indices of the rows of ``scores`` (None: every caption)
 
 
 def _concat(parts: list[Features]) -> Features:
@@ -67,38 +68,48 @@ def evaluate(
     was_training = method.training
     method.eval()
     gallery = encode_gallery(method, split, frames, batch_size, device)
+    subset = method.query_subset(len(split.captions))  # a slow pair scorer may score a fixed caption subset
+    if subset is not None:
+        tokens = tokens[subset]
     queries = encode_queries(method, tokens, batch_size, device)
     on_device = {k: v.to(device) for k, v in queries.items()}, {k: v.to(device) for k, v in gallery.items()}
-    scores = check_scores(method.score(*on_device).float().cpu(), len(split.captions), split.num_videos, name)
+    n_text = len(split.captions) if subset is None else len(subset)
+    scores = check_scores(method.score(*on_device).float().cpu(), n_text, split.num_videos, name)
     method.train(was_training)
-    metrics = retrieval_metrics(scores, split.caption_video, split.group_id, split.variant)
+    caption_video = split.caption_video if subset is None else split.caption_video[subset]
+    metrics = retrieval_metrics(scores, caption_video, split.group_id, split.variant)
     metrics["gallery_floats_per_video"] = gallery_floats_per_video(gallery)
-    return Evaluation(metrics=metrics, scores=scores)
+    if subset is not None:
+        metrics["query_subset"] = len(subset)  # t2v over these captions only, against the full gallery
+    return Evaluation(metrics=metrics, scores=scores, queries=subset)
 
 
 def write_results(evaluation: Evaluation, split: SplitData, out_dir: Path, extra: dict[str, Any]) -> None:
     """``metrics.json`` (summary + run info) and ``ranks.parquet`` (one row per query), both atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    t2v = t2v_ranks(evaluation.scores, split.caption_video)
-    v2t = v2t_ranks(evaluation.scores, split.caption_video)
+    rows = np.arange(len(split.captions)) if evaluation.queries is None else np.asarray(evaluation.queries)
+    caption_video = split.caption_video[rows]
+    t2v = t2v_ranks(evaluation.scores, caption_video)
+    v2t = v2t_ranks(evaluation.scores, caption_video)
+    ranked = np.flatnonzero(np.bincount(caption_video, minlength=split.num_videos))  # videos with a caption
     ranks = pd.concat(
         [
             pd.DataFrame(
                 {
                     "direction": "t2v",
-                    "query": np.arange(len(t2v.rank)),
+                    "query": rows,
                     "rank": t2v.rank,
                     "ties": t2v.ties,
-                    "video_id": [split.video_ids[v] for v in split.caption_video],
+                    "video_id": [split.video_ids[v] for v in caption_video],
                 }
             ),
             pd.DataFrame(
                 {
                     "direction": "v2t",
-                    "query": np.arange(len(v2t.rank)),
+                    "query": ranked,
                     "rank": v2t.rank,
                     "ties": v2t.ties,
-                    "video_id": split.video_ids,
+                    "video_id": [split.video_ids[v] for v in ranked],
                 }
             ),
         ],

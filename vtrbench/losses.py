@@ -1,8 +1,9 @@
 """Symmetric InfoNCE, with the features all-gathered across ranks so the negatives are the global batch.
 
 Adapted from open_clip's ``ClipLoss`` (MIT): one process is the same class with ``world_size=1``. The gather
-keeps the local slice's autograd graph, so each rank's gradients are those of the global-batch loss restricted to
-its own samples (CLIP4Clip's ``AllGather`` semantics, anchors.md §2.1).
+(``vtrbench.distributed.all_gather_with_grad``) sends back to each rank the gradient of the global-batch loss w.r.t.
+its own samples, summed over ranks, so with DDP's gradient average a W-process step equals a one-process step on the
+same global batch (CLIP4Clip's ``AllGather`` keeps only the local slice: 1/W of it, anchors.md §2.1).
 """
 
 from __future__ import annotations
@@ -12,15 +13,18 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vtrbench.distributed import all_gather_with_grad
+
 
 def gather_features(x: Tensor, world_size: int, rank: int) -> Tensor:
-    """Concatenate ``x`` [B, ...] from every rank -> [world_size * B, ...]; only the local slice carries grad."""
+    """Concatenate ``x`` [B, ...] from every rank -> [world_size * B, ...]; gradients flow back to the local slice."""
     if world_size == 1:
         return x
-    parts = [torch.empty_like(x) for _ in range(world_size)]
-    dist.all_gather(parts, x.detach().contiguous())
-    parts[rank] = x
-    return torch.cat(parts)
+    if dist.get_world_size() != world_size or dist.get_rank() != rank:
+        raise RuntimeError(
+            f"loss set for rank {rank}/{world_size}, process group is {dist.get_rank()}/{dist.get_world_size()}"
+        )
+    return all_gather_with_grad(x)
 
 
 def symmetric_cross_entropy(logits: Tensor) -> Tensor:

@@ -15,6 +15,7 @@ options; it returns its training loss as named ``*_loss`` terms, which the train
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -30,6 +31,9 @@ Features = dict[str, Tensor]
 METHODS: dict[str, str] = {
     "dual_encoder": "baselines.dual_encoder:DualEncoder",
     "cret": "cret.model:CRET",
+    "cross_encoder": "baselines.cross_encoder:CrossEncoder",
+    "rerank": "baselines.rerank:Rerank",
+    "external": "vtrbench.methods:ExternalMethod",
 }
 
 
@@ -69,6 +73,25 @@ class RetrievalMethod(nn.Module):
         """
         raise NotImplementedError(f"{type(self).__name__}.loss")
 
+    # Optional hooks (defaults: no warm start, one lr, the config's budget, every caption evaluated).
+
+    def warm_start(self, state_dict: dict[str, Tensor]) -> None:
+        """Initialise from another method's trained weights (``init_from``): by default copy the backbones."""
+        own = {k: v for k, v in state_dict.items() if k.startswith("backbones.")}
+        self.load_state_dict(own, strict=False)
+
+    def param_lr_scales(self) -> dict[str, float]:
+        """Parameter-name prefix -> lr multiplier (the first matching prefix wins; others use the trainer's)."""
+        return {}
+
+    def train_overrides(self) -> dict[str, Any]:
+        """``train`` keys this method overrides (e.g. ``steps`` of a warm-started model)."""
+        return {}
+
+    def query_subset(self, n_text: int) -> Any:
+        """Caption indices to evaluate (a fixed seeded subset for a slow pair scorer), or None for all."""
+        return None
+
 
 class EmbeddingMethod(RetrievalMethod):
     """Score = inner product of a flat query vector and a flat gallery vector (FAISS-compatible)."""
@@ -84,13 +107,36 @@ class EmbeddingMethod(RetrievalMethod):
         raise NotImplementedError(f"{type(self).__name__}.gallery_vectors")
 
     def score(self, queries: Features, gallery: Features) -> Tensor:
-        return self.query_vectors(queries) @ self.gallery_vectors(gallery).T
+        query, video = self.query_vectors(queries), self.gallery_vectors(gallery)
+        if query.ndim != 2 or video.ndim != 2 or query.shape[1] != video.shape[1]:
+            raise ValueError(
+                f"{type(self).__name__}: query vectors {tuple(query.shape)} and gallery vectors {tuple(video.shape)} "
+                "must both be [n, D] with the same D; make query_vectors and gallery_vectors return one width"
+            )
+        return query @ video.T
 
 
 class PairMethod(RetrievalMethod):
     """Score needs a joint forward pass per (query, video) pair."""
 
     kind = "pair"
+
+
+@dataclass
+class ExternalOptions:
+    description: str = ""  # shown nowhere; a note for the reader of the config
+    rules: str | None = None  # Snakemake file (relative to the Snakefile) with the rule that writes the result files
+
+
+class ExternalMethod(RetrievalMethod):
+    """A method whose result files (metrics.json, latency.csv) a user's own Snakemake rule writes.
+
+    Nothing is built, trained or evaluated by vtrbench; the workflow includes ``rules`` and the aggregate step
+    reads ``results/runs/{dataset}/{method}/seed{seed}/metrics.json`` (README, "Adding a method", way b).
+    """
+
+    kind = "external"
+    options_class = ExternalOptions
 
 
 def resolve(class_name: str) -> type[RetrievalMethod]:

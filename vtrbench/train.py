@@ -14,6 +14,7 @@ Files written under ``out_dir`` (all atomically)::
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import subprocess
@@ -26,6 +27,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from vtrbench import distributed
 from vtrbench.backbones import BackboneConfig, Backbones, load_tokenizer
 from vtrbench.data.batches import Tokens, TrainBatches, tokenize
 from vtrbench.data.records import SplitData, load_split
@@ -99,7 +101,7 @@ def run_identity(config: dict[str, Any], method_name: str, seed: int) -> dict[st
         "method_config": config["methods"][method_name],
         "model": config["model"],
         "dataset": config["dataset"],
-        "train": {k: v for k, v in config["train"].items() if k not in ("threads", "device")},
+        "train": {k: v for k, v in config["train"].items() if k not in ("threads", "device", "gpus", "workers")},
         "seed": seed,
     }
 
@@ -139,12 +141,14 @@ def _param_groups(method: RetrievalMethod, config: dict[str, Any]) -> list[dict[
     train = config["train"]
     model = config["model"]
     pretrained = {"text": bool(model["text"]["pretrained"]), "frame": bool(model["frame"]["pretrained"])}
+    own_scales = method.param_lr_scales()  # a method's own multipliers (e.g. warm-started towers) come first
     groups: dict[tuple[bool, float], list[torch.nn.Parameter]] = {}
     for name, param in method.named_parameters():
         if not param.requires_grad:
             continue
         tower = name.split(".")[1] if name.startswith("backbones.") else None
         scale = train["backbone_lr_scale"] if pretrained.get(tower or "", False) else 1.0
+        scale = next((v for prefix, v in own_scales.items() if name.startswith(prefix)), scale)
         groups.setdefault((param.ndim >= 2, scale), []).append(param)
     return [
         {"params": params, "weight_decay": train["weight_decay"] if decay else 0.0, "lr_scale": scale}
@@ -152,15 +156,47 @@ def _param_groups(method: RetrievalMethod, config: dict[str, Any]) -> list[dict[
     ]
 
 
-def train(config: dict[str, Any], method_name: str, seed: int, data_dir: str | Path, out_dir: str | Path) -> Path:
-    """Train ``method_name`` with ``seed``; resume from ``out_dir/checkpoint/last.pt`` when present."""
+def _warm_start(method: RetrievalMethod, config: dict[str, Any], name: str, path: str | Path | None) -> None:
+    source = config["methods"][name]["init_from"]
+    if path is None:
+        raise ValueError(f"method {name!r} warm-starts from {source!r}: pass --init-from .../{source}/seed*/model.pt")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    identity = ckpt.get("identity", {}) if isinstance(ckpt, dict) else {}
+    if identity.get("method") != source or identity.get("model") != config["model"]:
+        raise RuntimeError(
+            f"{path} is not a {source!r} checkpoint with this config's backbones (it holds "
+            f"{identity.get('method')!r}); retrain {source!r} or fix init_from"
+        )
+    method.warm_start(ckpt["model"])
+    tqdm.write(f"{name}: warm-started from {path} (step {ckpt.get('step')})")
+
+
+def train(
+    config: dict[str, Any],
+    method_name: str,
+    seed: int,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    init_checkpoint: str | Path | None = None,
+) -> Path:
+    """Train ``method_name`` with ``seed``; resume from ``out_dir/checkpoint/last.pt`` when present.
+
+    ``init_checkpoint``: the ``model.pt`` of the method named by this method's ``init_from`` option (required
+    then); its weights go through ``method.warm_start`` before the first step.
+    """
     out_dir = Path(out_dir)
     tcfg = config["train"]
     torch.set_num_threads(tcfg["threads"])
     device = pick_device(tcfg["device"])
+    ctx = distributed.init_from_env(device)  # torchrun: this process's rank and GPU; else one process
+    device = ctx.device
     torch.manual_seed(seed)
     setup = build(config, method_name, data_dir)
     method = setup.method.to(device)
+    tcfg = {**tcfg, **method.train_overrides()}
+    last = out_dir / "checkpoint" / "last.pt"
+    if setup.config["methods"][method_name].get("init_from") and not last.exists():
+        _warm_start(method, config, method_name, init_checkpoint)
     train_split, val_split = load_split(data_dir, "train"), load_split(data_dir, "val")
     batches = TrainBatches(
         train_split,
@@ -187,22 +223,33 @@ def train(config: dict[str, Any], method_name: str, seed: int, data_dir: str | P
 
     amp = tcfg["amp"] and device.type == "cuda"
     total = tcfg["steps"]
+    loss_fn = distributed.loss_fn(method, ctx)  # method.loss, DDP-wrapped when several processes
+    shard = functools.partial(distributed.rank_batch, batches, ctx.world_size, ctx.rank, len(batches.units[0]))
+    stream = distributed.step_batches(shard, step, total, tcfg.get("workers", 0), pin_memory=device.type == "cuda")
     method.train()
-    progress = tqdm(total=total, initial=step, desc=f"train {method_name} s{seed}", unit="step", mininterval=5)
+    progress = tqdm(
+        total=total,
+        initial=step,
+        desc=f"train {method_name} s{seed}",
+        unit="step",
+        mininterval=5,
+        disable=not ctx.is_main,  # one progress bar: rank 0's
+    )
     while step < total:
         lr = learning_rate(step, total, tcfg["warmup"], tcfg["lr"])
         for group in optimizer.param_groups:
             group["lr"] = lr * group["lr_scale"]
         tick = time.perf_counter()
-        batch = {k: v.to(device, non_blocking=True) for k, v in batches(step).items()}
+        batch = {k: v.to(device, non_blocking=True) for k, v in next(stream).items()}  # this rank's slice
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            terms = method.loss(batch)
+            terms = loss_fn(batch)
         loss = sum(v for k, v in terms.items() if k.endswith("_loss"))
         if not torch.isfinite(loss):
             if tcfg["on_nonfinite"] == "stop":
                 where = f"{last} (step {torch.load(last, weights_only=False)['step']})" if last.exists() else "none"
+                progress.close()  # the bar first, so the error is the last line the user sees
                 raise FloatingPointError(
-                    f"non-finite loss at step {step} ({ {k: float(v) for k, v in terms.items()} }); "
+                    f"non-finite loss at step {step} ({ {k: float(v.detach()) for k, v in terms.items()} }); "
                     f"last good checkpoint: {where}. Lower train.lr or set train.on_nonfinite: skip"
                 )
             optimizer.zero_grad(set_to_none=True)
@@ -229,7 +276,7 @@ def train(config: dict[str, Any], method_name: str, seed: int, data_dir: str | P
             }
         )
         progress.update(1)
-        if step % tcfg["eval_every"] == 0 or step == total:
+        if (step % tcfg["eval_every"] == 0 or step == total) and ctx.is_main:  # rank 0 evaluates and writes
             result = evaluate(
                 method,
                 val_split,
@@ -274,6 +321,11 @@ def train(config: dict[str, Any], method_name: str, seed: int, data_dir: str | P
             write_csv_atomic(train_rows, out_dir / "train_log.csv")
             write_csv_atomic(val_rows, out_dir / "val_log.csv")
     progress.close()
+    distributed.barrier()  # the other ranks wait for rank 0's last validation
+    if not ctx.is_main:
+        distributed.cleanup()
+        return out_dir / "model.pt"
     selected = torch.load(best, map_location="cpu", weights_only=False)
     save_atomic({**selected, "config": config, "commit": git_commit(), "best_val": best_val}, out_dir / "model.pt")
+    distributed.cleanup()
     return out_dir / "model.pt"

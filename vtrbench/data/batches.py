@@ -33,13 +33,15 @@ class Tokens:
 
 
 def tokenize(tokenizer: PreTrainedTokenizerBase, captions: list[str], max_length: int) -> Tokens:
-    """Tokenise every caption once; an empty caption (only [CLS]/[SEP] left) is rejected with its index."""
+    """Tokenise every caption once; a caption with no content token (empty, whitespace, only padding or other
+    special tokens such as [CLS]/[SEP]/[PAD]) is rejected with its index. Unknown words ([UNK]) count as content."""
     enc = tokenizer(captions, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
-    lengths = enc["attention_mask"].sum(1)
-    empty = torch.nonzero(lengths <= 2).flatten().tolist()
+    special = torch.tensor(sorted(set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}), dtype=torch.long)
+    content = enc["attention_mask"].bool() & ~torch.isin(enc["input_ids"], special)
+    empty = torch.nonzero(content.sum(1) == 0).flatten().tolist()
     if empty:
         raise ValueError(
-            f"{len(empty)} caption(s) are empty or contain no known token, e.g. caption #{empty[0]} "
+            f"{len(empty)} caption(s) are empty or only padding/special tokens, e.g. caption #{empty[0]} "
             f"{captions[empty[0]]!r}; fix the annotation file or drop these captions"
         )
     return Tokens(enc["input_ids"], enc["attention_mask"])

@@ -1,13 +1,15 @@
 """Collect every run's result files into pandas tables (mean ± std over seeds).
 
 Reads only the ``results/runs/{dataset}/{method}/seed{seed}/metrics.json`` files it is given (the documented
-contract, README "Result files"), so a user's own rule that writes that file in that schema shows up with no
-change here. Writes new files, never touches the runs.
+contract, README "Result files") and, when present, the ``train_log.csv`` beside each (training clips/s), so a
+user's own rule that writes that file in that schema shows up with no change here.
+Writes new files, never touches the runs.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -27,13 +29,20 @@ def read_metrics(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise ResultFileError(f"{path}: not readable JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise ResultFileError(f"{path}: must hold a JSON object with fields {', '.join(REQUIRED)}")
     for field, kind in REQUIRED.items():
         if not isinstance(data.get(field), kind):
             raise ResultFileError(f"{path}: field {field!r} missing or not a {kind.__name__}")
     for direction in ("t2v", "v2t"):
         for key in RECALL_KEYS:
-            if not isinstance(data[direction].get(key), int | float):
-                raise ResultFileError(f"{path}: field '{direction}.{key}' missing or not a number")
+            value = data[direction].get(key)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ResultFileError(f"{path}: field '{direction}.{key}' missing or not a finite number")
+    pairwise = data.get("pairwise", {})
+    for kind, entry in pairwise.items() if isinstance(pairwise, dict) else [("", None)]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("accuracy"), int | float):
+            raise ResultFileError(f"{path}: field 'pairwise.{kind}' must be an object with a numeric 'accuracy'")
     return data
 
 
@@ -44,6 +53,24 @@ def flatten(data: dict[str, Any]) -> dict[str, Any]:
         row.update({f"{direction}_{k}": v for k, v in data[direction].items()})
     row.update({f"pairwise_{k}": v["accuracy"] for k, v in data.get("pairwise", {}).items()})
     return row
+
+
+def training_cost(metrics_path: Path) -> dict[str, float]:
+    """Training throughput of a run from the ``train_log.csv`` beside its ``metrics.json`` (empty if absent).
+
+    ``train_clips_per_s``: median of the logged ``samples_per_s`` (videos per second of optimiser steps);
+    ``train_seconds``: cumulative training time at the last logged step.
+    """
+    path = metrics_path.parent / "train_log.csv"
+    if not path.exists():
+        return {}
+    log = pd.read_csv(path)
+    cost = {}
+    if "samples_per_s" in log and len(log):
+        cost["train_clips_per_s"] = float(log["samples_per_s"].median())
+    if "train_seconds" in log and len(log):
+        cost["train_seconds"] = float(log["train_seconds"].iloc[-1])
+    return cost
 
 
 def summarize_runs(runs: pd.DataFrame) -> pd.DataFrame:
@@ -71,7 +98,7 @@ def aggregate(metrics_files: list[str | Path], out_dir: str | Path) -> dict[str,
     out_dir = Path(out_dir)
     if not metrics_files:
         raise FileNotFoundError("no metrics.json files given: run the evaluate step first")
-    runs = pd.DataFrame([flatten(read_metrics(Path(p))) for p in metrics_files])
+    runs = pd.DataFrame([flatten(read_metrics(Path(p))) | training_cost(Path(p)) for p in metrics_files])
     tables = {"runs": runs, "summary": summarize_runs(runs)}
     for name, frame in tables.items():
         write_csv_atomic(frame, out_dir / f"{name}.csv")

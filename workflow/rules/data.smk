@@ -3,10 +3,12 @@ rule prepare:
         manifest=f"{DATA_DIR}/manifest.json",
     params:
         cfg=prepare_config,
-        out=DATA_DIR,
+        out=output_dir("manifest"),
     threads: workflow.cores
     log:
         f"results/logs/prepare/{DATASET}.log",
+    benchmark:
+        f"results/benchmarks/prepare/{DATASET}.tsv"
     message:
         "Preparing dataset {DATASET}"
     conda:

@@ -7,11 +7,17 @@ rule evaluate:
         ranks=f"{RUN_DIR}/ranks.parquet",
     params:
         cfg=run_config,
-        data=DATA_DIR,
-        out=RUN_DIR,
+        data=input_dir("manifest"),
+        out=output_dir("metrics"),
+    wildcard_constraints:
+        method="|".join(TRAINED) or "^$",
     threads: 1
+    resources:
+        **gpu_resources(1),
     log:
         "results/logs/evaluate/{dataset}/{method}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/evaluate/{dataset}/{method}/seed{seed}.tsv"
     message:
         "Evaluating {wildcards.method} (seed {wildcards.seed}) on the test split"
     conda:

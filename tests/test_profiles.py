@@ -1,0 +1,104 @@
+"""Cluster profiles: `snakemake -n` with the SLURM and Kubernetes workflow profiles (dry runs, no cluster needed),
+and the train rule's launcher: python for one process, torchrun --nproc_per_node N for a job holding N GPUs."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+PROFILES = REPO / "workflow" / "profiles"
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """A copy of the workflow (the package itself is installed), so dry runs leave no .snakemake/ in the repo."""
+    for name in ("Snakefile", "workflow", "config", "data"):
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            shutil.copy(src, tmp_path / name)
+    return tmp_path
+
+
+def dry_run(workdir: Path, *args: str) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run(
+        [SNAKEMAKE, "-n", "-p", "--configfile", "config/smoke.yaml", *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-3000:]
+    assert "This was a dry-run" in text
+    return text
+
+
+def train_commands(text: str) -> list[str]:
+    return re.findall(r"^(.*) train --config-json", text, flags=re.M)
+
+
+def test_slurm_profile_dry_run(workdir: Path) -> None:
+    text = dry_run(workdir, "--workflow-profile", "workflow/profiles/slurm")
+    assert "Using workflow specific profile workflow/profiles/slurm" in text
+    commands = train_commands(text)
+    assert commands and all(c.endswith("python -m vtrbench.cli") for c in commands)  # gpu: 1 -> one process
+    # the profile's GPU count reaches the launcher: 2 GPUs per job -> torchrun with 2 processes
+    profile = workdir / "workflow" / "profiles" / "slurm" / "config.v8+.yaml"
+    settings = yaml.safe_load(profile.read_text())
+    settings["set-resources"]["train"]["gpu"] = 2
+    profile.write_text(yaml.safe_dump(settings))
+    commands = train_commands(dry_run(workdir, "--workflow-profile", "workflow/profiles/slurm", "--forceall"))
+    assert commands and all("torchrun --standalone --nproc_per_node 2 -m vtrbench.cli" in c for c in commands)
+
+
+def test_kubernetes_profile_dry_run(workdir: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    # The profile's S3 bucket needs credentials even for a dry run; the fs storage plugin stands in for it here.
+    remote = tmp_path_factory.mktemp("remote")
+    text = dry_run(
+        workdir,
+        "--workflow-profile",
+        "workflow/profiles/kubernetes",
+        "--default-storage-provider",
+        "fs",
+        "--default-storage-prefix",
+        str(remote),
+    )
+    assert "Using workflow specific profile workflow/profiles/kubernetes" in text
+    assert train_commands(text)
+
+
+def test_profiles_map_gpus_the_way_the_plugins_expect() -> None:
+    slurm = yaml.safe_load((PROFILES / "slurm" / "config.v8+.yaml").read_text())
+    k8s = yaml.safe_load((PROFILES / "kubernetes" / "config.v8+.yaml").read_text())
+    assert slurm["executor"] == "slurm" and k8s["executor"] == "kubernetes"
+    for rule in ("train", "evaluate"):
+        assert slurm["set-resources"][rule]["gpu"] >= 1  # slurm plugin: gpu (+ gpu_model) -> --gpus
+        assert "runtime" in slurm["set-resources"][rule] and "mem_mb" in slurm["set-resources"][rule]
+        assert k8s["set-resources"][rule]["gpu"] >= 1  # kubernetes plugin: gpu + gpu_manufacturer
+        assert k8s["set-resources"][rule]["gpu_manufacturer"] in ("nvidia", "amd")
+    assert "runtime" in slurm["default-resources"] and "mem_mb" in slurm["default-resources"]
+
+
+def test_local_launcher_and_gpu_resource(workdir: Path) -> None:
+    text = dry_run(workdir)  # the CPU default path: one process, no gpu resource
+    assert all(c.endswith("python -m vtrbench.cli") for c in train_commands(text))
+    cfg = yaml.safe_load((workdir / "config" / "smoke.yaml").read_text())
+    cfg["train"].update(device="cuda", gpus=2)
+    (workdir / "config" / "smoke.yaml").write_text(yaml.safe_dump(cfg))
+    text = dry_run(workdir, "--forceall")
+    commands = train_commands(text)
+    assert commands and all("torchrun --standalone --nproc_per_node 2" in c for c in commands)

@@ -1,0 +1,218 @@
+"""The HTML report: rendered from hand-made result files (every optional section) and from the smoke run."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import pandas as pd
+import pytest
+
+from tests.conftest import REPO, snakemake_env
+from vtrbench.report import html as report_html
+from vtrbench.report import plots, provenance
+
+METHODS = ["dual_mean", "cret", "cret_global"]
+
+
+def make_results(root: Path, dataset: str = "synthetic", incomplete: bool = False) -> Path:
+    """A small results tree: summary, runs' logs, manifest, benchmarks, latency, throughput and frame sweep."""
+    tables = root / "tables"
+    tables.mkdir(parents=True)
+    runs = []
+    for i, method in enumerate(METHODS):
+        for seed in (0, 1):
+            runs.append(
+                {
+                    "method": method,
+                    "method_class": "dual_encoder" if method.startswith("dual") else "cret",
+                    "kind": "embedding",
+                    "seed": seed,
+                    "t2v_R@1": 20.0 + 10 * i + seed,
+                    "t2v_R@5": 50.0 + i,
+                    "t2v_R@10": 70.0 + i,
+                    "t2v_MdR": 5.0 - i,
+                    "t2v_MnR": 12.0 - i,
+                    "v2t_R@1": 18.0 + i,
+                    "v2t_R@5": 48.0,
+                    "v2t_R@10": 66.0,
+                    "v2t_MdR": 6.0,
+                    "v2t_MnR": 14.0,
+                    "pairwise_reversal": 50.0 + 10 * i,
+                    "gallery_floats_per_video": 64 * (i + 1),
+                    "train_clips_per_s": 300.0 - 50 * i + seed,
+                }
+            )
+            run_dir = root / "runs" / dataset / method / f"seed{seed}"
+            run_dir.mkdir(parents=True)
+            steps = [10, 20, 30]
+            pd.DataFrame(
+                {"step": steps, "train_seconds": [1.0 + i, 2.0 + i, 3.0 + i], "val": [1, 2, 3], "t2v_R@1": [5, 9, 12]}
+            ).to_csv(run_dir / "val_log.csv", index=False)
+            pd.DataFrame({"step": steps, "loss": [3.0, 2.0, 1.5], "samples_per_s": [300, 310, 320]}).to_csv(
+                run_dir / "train_log.csv", index=False
+            )
+    from vtrbench.report.aggregate import summarize_runs
+
+    summarize_runs(pd.DataFrame(runs)).to_csv(tables / "summary.csv", index=False)
+    manifest = {"dataset": dataset, "fingerprint": "abc123", "incomplete": incomplete, "problems": 3 * incomplete}
+    manifest["counts"] = {"test": {"videos": 100, "captions": 100}}
+    (root / "data" / dataset).mkdir(parents=True)
+    (root / "data" / dataset / "manifest.json").write_text(json.dumps(manifest))
+    bench = root / "benchmarks" / "train" / dataset / "cret"
+    bench.mkdir(parents=True)
+    (bench / "seed0.tsv").write_text("s\th:m:s\tmax_rss\tcpu_time\n12.5\t0:00:12\t300.1\t20.0\n")
+    latency = [
+        {"method": m, "stage": stage, "backend": "faiss", "gallery_size": size, "batch_size": 1, "per_item_ms": ms}
+        for i, m in enumerate(METHODS)
+        for stage, size, ms in (("query_encode", 0, 1.0 + i), ("search", 100, 0.1), ("search", 1000, 0.5))
+    ] + [{"method": "cret", "stage": "gallery_encode", "backend": "model", "gallery_size": 0, "batch_size": 1,
+          "per_item_ms": 99.0}]  # fmt: skip
+    pd.DataFrame(latency).to_csv(tables / "latency.csv", index=False)
+    pd.DataFrame(
+        [
+            {"method": m, "frames": f, "batch_size": 32, "step_ms": 10.0 * f * (i + 1)}
+            for i, m in enumerate(METHODS)
+            for f in (2, 4, 8)
+        ]
+    ).to_csv(tables / "throughput.csv", index=False)
+    pd.DataFrame(
+        [
+            {
+                "frames": f,
+                "loss": loss,
+                "seeds": 2,
+                "t2v_R@5_mean": 40.0 + f + (loss == "gees"),
+                "t2v_R@5_std": 1.0,
+                "t2v_R@1_mean": 20.0,
+                "t2v_R@1_std": 0.5,
+                "step_ms": 5.0 * f,
+                "clips_per_s": 100.0 / f,
+            }
+            for f in (2, 4, 8)
+            for loss in ("gees", "nce")
+        ]
+    ).to_csv(tables / "frame_sweep.csv", index=False)
+    return root
+
+
+def _config(dataset: str = "synthetic") -> dict:
+    methods = {
+        "dual_mean": {"class": "dual_encoder", "pooling": "mean"},
+        "cret": {"class": "cret", "global_loss": "gees"},
+        "cret_global": {"class": "cret", "global_loss": "gees", "ccm": False},
+    }
+    data = {"name": dataset, "msrvtt_train": "7k"}
+    return {"run_name": "test", "dataset": data, "methods": methods, "train": {"batch_size": 32}, "seeds": [0, 1]}
+
+
+def _images(html: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)]
+
+
+def render(tmp_path: Path, dataset: str = "synthetic", incomplete: bool = False) -> tuple[str, Path]:
+    results = make_results(tmp_path / "results", dataset, incomplete)
+    out = report_html.render_report(results / "tables", results / "report.html", _config(dataset))
+    return out.read_text(), results
+
+
+def test_every_section_from_hand_made_tables(tmp_path):
+    html, results = render(tmp_path)
+    summary = pd.read_csv(results / "tables" / "summary.csv")
+    for method in METHODS:
+        assert method in html
+    for _, row in summary.iterrows():
+        assert f"{row['t2v_R@1_mean']:.1f} ± {row['t2v_R@1_std']:.1f}" in html
+    assert "not run" not in html.replace("not comparable", "")
+    images = _images(html)
+    assert len(images) == 5  # recall-vs-latency, latency-vs-gallery, frame sweep, step time, training curves
+    for data in images:
+        assert mpimg.imread(io.BytesIO(data), format="png").ndim == 3
+    assert sorted(p.name for p in (results / "figures").glob("*.png")) == sorted(
+        ["recall_vs_cost.png", "latency_vs_gallery.png", "frame_sweep.png", "step_time.png", "training_curves.png"]
+    )
+    # no network needed to view it: nothing is loaded from another host
+    assert not re.search(r'(src|href)="(https?:)?//', html)
+    # findings: the best method with its seed spread; latency at the 100-video test gallery, offline excluded
+    assert "Best text→video R@1: cret_global" in html and "combined std" in html
+    assert "Cheapest per text query: dual_mean (1.100 ms" in html
+    # provenance: fingerprint, wall time per step from the benchmark files, package versions
+    assert "abc123" in html and "12.5" in html and "seaborn" in html
+    # synthetic data: every published row is marked not comparable, none comparable
+    assert 'id="not-comparable"' in html and ">comparable<" not in html
+    assert "CRET Table 7" in html and "[S]" in html and "[V]" in html
+    assert 'id="incomplete"' not in html
+
+
+def test_real_protocol_shows_comparable_rows_and_incomplete_banner(tmp_path):
+    html, _ = render(tmp_path, dataset="msrvtt", incomplete=True)
+    assert 'id="incomplete"' in html
+    assert 'id="not-comparable"' not in html
+    assert html.count('<tr class="comparable">') >= 11  # CRET Table 1 (11 rows) is on msrvtt-1kA-7k-train
+
+
+def test_missing_optional_tables_say_not_run(tmp_path):
+    results = make_results(tmp_path / "results")
+    for name in ("latency.csv", "throughput.csv", "frame_sweep.csv"):
+        (results / "tables" / name).unlink()
+    html = report_html.render_report(results / "tables", results / "r.html", _config()).read_text()
+    assert "Frame sweep not run" in html and "no results/tables/latency.csv" in html
+    assert len(_images(html)) == 2  # recall vs gallery memory, training curves
+
+
+def test_ledger_has_provenance_fields():
+    ledger = pd.read_csv(REPO / "data" / "published.csv")
+    assert {"source", "backbone", "split", "comparable_to", "tag", "uses_test_stats", "selection"} <= set(ledger)
+    assert set(ledger["tag"]) <= {"V", "S", "U"}
+    assert ledger["id"].is_unique
+    cret = ledger[ledger["id"] == "cret-t1-cret"].iloc[0]
+    assert (cret["R@1"], cret["R@5"], cret["R@10"], cret["MdR"]) == (23.9, 50.8, 63.4, 5.0)
+    assert set(ledger["source_table"]) >= {"CRET Table 1", "CRET Table 7", "CRET Fig. 5a", "CLIP4Clip", "X-Pool"}
+
+
+def test_pareto_and_palette():
+    points = pd.DataFrame({"method": ["a", "b", "c"], "x": [1.0, 2.0, 3.0], "y": [5.0, 4.0, 9.0]})
+    assert plots.pareto_front(points, "x", "y")["method"].tolist() == ["a", "c"]
+    palette = plots.method_palette(["a", "b"])
+    assert palette["a"] != palette["b"]
+
+
+def test_benchmark_times_reads_snakemake_tsv(tmp_path):
+    make_results(tmp_path)
+    bench = provenance.benchmark_times(tmp_path)
+    assert bench.loc[0, "rule"] == "train" and bench.loc[0, "seconds"] == 12.5
+    assert provenance.benchmark_times(tmp_path / "nowhere").empty
+
+
+@pytest.mark.slow
+def test_report_from_smoke_run(smoke_run):
+    folder, _, proc = smoke_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    html = (folder / "results" / "report.html").read_text()
+    summary = pd.read_csv(folder / "results" / "tables" / "summary.csv")
+    for _, row in summary.iterrows():
+        assert f"<td>{row['method']}</td>" in html
+        metrics = json.loads((folder / f"results/runs/synthetic/{row['method']}/seed0/metrics.json").read_text())
+        for direction in ("t2v", "v2t"):
+            for key in ("R@1", "R@5", "R@10", "MdR", "MnR"):
+                assert f"<td>{metrics[direction][key]:.1f}</td>" in html, (row["method"], direction, key)
+    images = _images(html)
+    assert images and all(mpimg.imread(io.BytesIO(d), format="png").size for d in images)
+    assert "Wall time per workflow step" in html and 'id="steps"' in html  # benchmark files were read
+
+
+@pytest.mark.slow
+def test_snakemake_report_after_run(smoke_run):
+    folder, cmd, proc = smoke_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    target = folder / "results" / "snakemake-report.html"
+    done = subprocess.run(
+        [*cmd, "--report", str(target)], cwd=folder, env=snakemake_env(), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert target.stat().st_size > 10_000

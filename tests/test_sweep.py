@@ -1,0 +1,130 @@
+"""Frame sweep: per-point configs, aggregation on hand-made result files, the equal-cost curve, the workflow DAG."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import REPO
+from vtrbench import sweep
+from vtrbench.cli import main
+
+
+def test_sweep_config_overrides_frames_budget_and_loss(smoke_config):
+    smoke_config["sweep"].update(frames=[2, 4], steps=7, eval_every=3)
+    cfg, name = sweep.sweep_config(smoke_config, "nce", 2, seed=1)
+    assert name == "cret_nce" and list(cfg["methods"]) == ["cret_nce"]
+    assert cfg["methods"]["cret_nce"] == {**smoke_config["methods"]["cret"], "global_loss": "nce"}
+    assert cfg["dataset"]["frames"] == 4 and cfg["train"]["frames"] == 2 and cfg["eval"]["frames"] == 2
+    assert cfg["train"]["steps"] == 7 and cfg["train"]["eval_every"] == 3 and cfg["seeds"] == [1]
+    assert smoke_config["train"]["frames"] == 4  # the main config is left alone
+    prep = sweep.prepare_config(smoke_config)
+    assert set(prep) == {"dataset", "methods", "seeds"} and prep["dataset"]["frames"] == 4
+
+
+def test_sweep_config_needs_a_cret_method(smoke_config):
+    smoke_config["sweep"]["method"] = "dual_mean"
+    with pytest.raises(ValueError, match="class 'cret'"):
+        sweep.sweep_config(smoke_config, "gees", 2)
+
+
+def test_step_stats_from_cumulative_seconds():
+    # per-step seconds: 1.0 (warm-up, dropped), then 0.1, 0.2, 0.3 -> median 0.2 s
+    log = pd.DataFrame({"step": [1, 2, 3, 4], "train_seconds": [1.0, 1.1, 1.3, 1.6]})
+    stats = sweep.step_stats(log, batch_size=8, warmup=1)
+    assert stats["step_ms"] == pytest.approx(200.0)
+    assert stats["clips_per_s"] == pytest.approx(40.0)
+    assert stats["train_seconds"] == pytest.approx(1.6)
+
+
+def _write_run(root: Path, loss: str, frames: int, seed: int, r5: float, step_s: float) -> Path:
+    d = sweep.run_dir(root, loss, frames, seed)
+    d.mkdir(parents=True)
+    t2v = {"R@1": r5 / 2, "R@5": r5, "R@10": r5 * 1.5, "MdR": 10.0, "MnR": 20.0}
+    metrics = {"method": f"cret_{loss}", "seed": seed, "t2v": t2v, "v2t": t2v, "selected_step": 20}
+    (d / "metrics.json").write_text(json.dumps(metrics))
+    steps = np.arange(1, 21)
+    pd.DataFrame({"step": steps, "train_seconds": steps * step_s}).to_csv(d / "train_log.csv", index=False)
+    val = pd.DataFrame({"step": [10, 20], "train_seconds": [10 * step_s, 20 * step_s], "val": [1.0, 2.0]})
+    val["t2v_R@1"], val["t2v_R@5"], val["t2v_R@10"] = [0.5, 1.0], [r5 - 1, r5], [2.0, 3.0]
+    val.to_csv(d / "val_log.csv", index=False)
+    return d
+
+
+@pytest.fixture
+def runs(tmp_path):
+    # gees R@5: f2 seeds 10, 14 (mean 12, sd 2.828); f4 seeds 20, 22; nce: f2 6, 6; f4 9, 13
+    r5 = {("gees", 2): (10, 14), ("gees", 4): (20, 22), ("nce", 2): (6, 6), ("nce", 4): (9, 13)}
+    step_s = {2: 0.1, 4: 0.2}
+    return [
+        _write_run(tmp_path / "runs", loss, f, seed, r5[loss, f][seed], step_s[f])
+        for (loss, f) in r5
+        for seed in (0, 1)
+    ]
+
+
+def test_frame_sweep_table_mean_std_by_hand(runs):
+    table = sweep.frame_sweep_table(sweep.load_runs(runs, batch_size=8)).set_index(["frames", "loss"])
+    assert len(table) == 4 and (table.seeds == 2).all()
+    assert table.loc[(2, "gees"), "t2v_R@5_mean"] == pytest.approx(12.0)
+    assert table.loc[(2, "gees"), "t2v_R@5_std"] == pytest.approx(np.sqrt(((10 - 12) ** 2 + (14 - 12) ** 2) / 1))
+    assert table.loc[(2, "nce"), "t2v_R@5_std"] == 0.0
+    assert table.loc[(4, "nce"), "t2v_R@1_mean"] == pytest.approx(5.5)  # (4.5 + 6.5) / 2
+    # 20 steps of 0.1 s: WARMUP_STEPS (10) dropped, median 0.1 s -> 100 ms, 80 clips/s at B = 8
+    assert table.loc[(2, "gees"), "step_ms"] == pytest.approx(100.0)
+    assert table.loc[(4, "gees"), "clips_per_s"] == pytest.approx(40.0)
+    assert table.loc[(4, "gees"), "paper_R@5"] == 50.7
+
+
+def test_curves_and_recall_at_budget(runs):
+    curves = sweep.sweep_curves(runs)
+    assert len(curves) == 8 * 2
+    assert list(curves.columns) == [
+        "loss", "frames", "seed", "step", "train_seconds", "val_R@1", "val_R@5", "val_R@10", "val",
+    ]  # fmt: skip
+    # budget 2.5 s: f2 runs (0.1 s/step) reached step 20 (2.0 s); f4 runs (0.2 s/step) only step 10 (2.0 s)
+    at = sweep.recall_at_budget(curves, 2.5).set_index(["loss", "frames", "seed"])
+    assert at.loc[("gees", 2, 1), "step"] == 20 and at.loc[("gees", 2, 1), "val_R@5"] == 14
+    assert at.loc[("gees", 4, 0), "step"] == 10 and at.loc[("gees", 4, 0), "val_R@5"] == 19
+    # budget below the first validation point: nothing reached
+    assert sweep.recall_at_budget(curves, 0.5)["val_R@5"].isna().all()
+    table = sweep.equal_cost_table(curves)
+    assert sorted(table.budget_s.unique()) == pytest.approx([2.0, 4.0])
+    row = table[(table.budget_of_frames == 2) & (table.loss == "gees") & (table.frames == 4)].iloc[0]
+    assert row["val_R@5_mean"] == pytest.approx(20.0)  # (19 + 21) / 2 at step 10
+
+
+def test_cli_sweep_aggregate_writes_tables_and_plots(runs, tmp_path):
+    args = ["sweep-aggregate", "--runs", *map(str, runs), "--batch-size", "8"]
+    assert main([*args, "--tables", str(tmp_path / "tables"), "--plots", str(tmp_path / "plots")]) == 0
+    for name in ("frame_sweep", "sweep_runs", "sweep_curves", "sweep_equal_cost"):
+        assert (tmp_path / "tables" / f"{name}.csv").stat().st_size > 0
+    for name in ("frame_sweep_r5", "sweep_equal_cost"):
+        assert (tmp_path / "plots" / f"{name}.png").stat().st_size > 0
+
+
+def test_sweep_target_dry_run(tmp_path):
+    """The opt-in `sweep` target plans prepare + train/evaluate per (loss, frames, seed) + aggregation."""
+    for name in ("Snakefile", "workflow", "config"):
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    cfg = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    cfg["sweep"] = {"frames": [2, 4], "losses": ["gees", "nce"], "seeds": [0], "steps": 2, "eval_every": 1}
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    cmd = [sys.executable, "-m", "snakemake", "sweep", "-n", "--cores", "2", "--configfile", "sweep.yaml"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout + proc.stderr
+    for rule, count in (("sweep_prepare", 1), ("sweep_train", 4), ("sweep_evaluate", 4), ("sweep_aggregate", 1)):
+        assert any(line.split() == [rule, str(count)] for line in out.splitlines()), (rule, out[-2000:])
+    assert "throughput_aggregate" in out

@@ -1,0 +1,217 @@
+"""Device check: short AMP trainings, GPU query latency and GEES-vs-NCE step time, as one table.
+
+Run by ``scripts/gpu_check.sh`` on a machine with one GPU and nothing but the repo (under 6 minutes), or on CPU in
+a tiny mode for the test suite::
+
+    python -m vtrbench.gpu_check --out results/gpu_check            # GPU, SynthVTT at a larger size
+    python -m vtrbench.gpu_check --out /tmp/gpu_check --tiny        # CPU, seconds
+
+Columns of ``gpu_check.csv`` (also printed as a table):
+
+    method             the method (config name)
+    device             cuda device name or "cpu"
+    train_steps_per_s  median optimiser steps per second of the short training (bf16 autocast on CUDA), batch B
+    val_R@1            t2v R@1 (%) on the val split at the end of the short run (selection metric: R@1)
+    query_ms_p50       median latency of one text query (encode + score against the gallery + top-10), ms,
+                       timed with CUDA events after a synchronisation (perf_counter on CPU); gallery encoded once
+    gallery            number of videos in the gallery of the latency measurement (the 1,000-video test split)
+    step_ms_M4/M16     CRET rows: median full training step (forward, backward, AdamW) at M = 4 / 16 frames, ms
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from vtrbench import config as config_lib
+from vtrbench.data.batches import tokenize
+from vtrbench.data.prepare import prepare
+from vtrbench.data.records import load_split
+from vtrbench.evaluate import encode_gallery
+from vtrbench.runs import load_trained
+from vtrbench.train import build, pick_device, train
+
+METHODS = {
+    "dual_mean": {"class": "dual_encoder", "pooling": "mean"},
+    "cret": {"class": "cret", "global_loss": "gees"},
+    "cret_nce": {"class": "cret", "global_loss": "nce"},
+}
+
+
+def check_config(tiny: bool, device: str) -> dict[str, Any]:
+    """SynthVTT at a larger size (GPU) or the smallest one (``tiny``); the same model family as the default."""
+    width, layers, heads = (16, 1, 2) if tiny else (256, 4, 4)
+    cret_extra = {"num_centres": 2, "ccm_layers": 1, "ccm_heads": 2} if tiny else {"num_centres": 8, "ccm_heads": 4}
+    return config_lib.validate(
+        {
+            "run_name": "gpu-check",
+            "seeds": [0],
+            "dataset": {
+                "name": "synthetic",
+                "frames": 8,
+                "resolution": 16 if tiny else 32,
+                "synthetic": (
+                    {"train_groups": 8, "val_groups": 2, "test_groups": 4, "train_captions": 2}
+                    if tiny
+                    else {"train_groups": 2000, "val_groups": 50, "test_groups": 250}  # 1,000-video test gallery
+                ),
+            },
+            "model": {
+                "text": {"hidden": width, "layers": layers, "heads": heads, "max_length": 40},
+                "frame": {"hidden": width, "layers": layers, "heads": heads, "patch_size": 8},
+                "temporal": {"layers": max(1, layers // 2), "heads": heads},
+            },
+            "train": {
+                "steps": 2 if tiny else 400,
+                "batch_size": 8 if tiny else 128,
+                "frames": 8,
+                "lr": 1e-3,
+                "eval_every": 2 if tiny else 200,
+                "val_metric": "R@1",
+                "device": device,
+                "amp": True,
+                "workers": 0 if tiny else 4,
+                "threads": 2 if tiny else 8,
+            },
+            "eval": {"frames": 8, "batch_size": 256},
+            "methods": {
+                name: {**opts, "dim": width, **(cret_extra if opts["class"] == "cret" else {})}
+                for name, opts in METHODS.items()
+            },
+        }
+    )
+
+
+class Timer:
+    """Wall time of a block in ms: CUDA events (after a synchronisation) on CUDA, perf_counter otherwise."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+
+    def __enter__(self) -> Timer:
+        if self.cuda:
+            torch.cuda.synchronize()
+            self.start, self.end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            self.start.record()
+        else:
+            self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.cuda:
+            self.end.record()
+            self.end.synchronize()
+            self.ms = self.start.elapsed_time(self.end)
+        else:
+            self.ms = 1000 * (time.perf_counter() - self.t0)
+
+
+@torch.no_grad()
+def query_latency(config: dict, method_name: str, data: Path, model: Path, device: torch.device, n: int) -> float:
+    """Median ms of one text query against the test gallery (encoded once, offline): encode, score, top-10."""
+    setup = load_trained(config, method_name, 0, data, model)
+    method = setup.method.to(device)
+    test = load_split(data, "test")
+    amp = device.type == "cuda" and config["train"]["amp"]
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        gallery = encode_gallery(method, test, config["eval"]["frames"], config["eval"]["batch_size"], device)
+    gallery = {k: v.to(device) for k, v in gallery.items()}
+    tokens = tokenize(setup.tokenizer, test.captions, config["model"]["text"]["max_length"])
+    times = []
+    for i in range(n + 5):  # 5 warm-up queries
+        tok = tokens[np.array([i % len(test.captions)])]
+        ids, mask = tok.input_ids.to(device), tok.attention_mask.to(device)
+        with Timer(device) as t:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                query = {k: v.float() for k, v in method.encode_texts(ids, mask).items()}
+            scores = method.score(query, gallery)  # fp32 scores: bf16 would create ties
+            scores.topk(min(10, scores.shape[1]), dim=1)
+        times.append(t.ms)
+    return statistics.median(times[5:])
+
+
+def step_time(config: dict, global_loss: str, frames: int, data: Path, device: torch.device, n: int) -> float:
+    """Median ms of one CRET training step (forward, backward, AdamW) on a random batch with ``frames`` frames."""
+    cfg = {**config, "methods": {"probe": {**config["methods"]["cret"], "global_loss": global_loss}}}
+    torch.manual_seed(0)
+    method = build(cfg, "probe", data).method.to(device).train()
+    optimizer = torch.optim.AdamW(method.parameters(), lr=1e-4)
+    B, res, L = config["train"]["batch_size"], config["dataset"]["resolution"], 16
+    batch = {
+        "frames": torch.randint(0, 256, (B, frames, res, res, 3), dtype=torch.uint8, device=device),
+        "input_ids": torch.randint(5, 30, (B, L), device=device),
+        "attention_mask": torch.ones(B, L, dtype=torch.long, device=device),
+        "group_id": torch.arange(B, device=device) // 4,
+    }
+    amp = device.type == "cuda" and config["train"]["amp"]
+    times = []
+    for _ in range(n + 3):  # 3 warm-up steps
+        with Timer(device) as t:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                loss = sum(v for k, v in method.loss(batch).items() if k.endswith("_loss"))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        times.append(t.ms)
+    return statistics.median(times[3:])
+
+
+def run(out: Path, tiny: bool, device_name: str) -> pd.DataFrame:
+    device = pick_device(device_name)
+    config = check_config(tiny, device.type)
+    torch.set_num_threads(config["train"]["threads"])
+    data = out / "data"
+    if not (data / "manifest.json").exists():
+        prepare(config, data, threads=4)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    rows = []
+    for method_name in config["methods"]:
+        run_dir = out / "runs" / method_name
+        model = run_dir / "model.pt"
+        if not model.exists():
+            train(config, method_name, 0, data, run_dir)
+        log, val = pd.read_csv(run_dir / "train_log.csv"), pd.read_csv(run_dir / "val_log.csv")
+        step_s = log["train_seconds"].diff().fillna(log["train_seconds"]).iloc[min(5, len(log) - 1) :]
+        row = {
+            "method": method_name,
+            "device": name,
+            "train_steps_per_s": 1.0 / float(step_s.median()),
+            "val_R@1": float(val["t2v_R@1"].iloc[-1]),
+            "query_ms_p50": query_latency(config, method_name, data, model, device, 3 if tiny else 200),
+            "gallery": load_split(data, "test").num_videos,
+        }
+        if config["methods"][method_name]["class"] == "cret":
+            loss = config["methods"][method_name]["global_loss"]
+            for frames in (4, 16):
+                row[f"step_ms_M{frames}"] = step_time(config, loss, frames, data, device, 1 if tiny else 20)
+        rows.append(row)
+        print(f"done: {method_name}", file=sys.stderr, flush=True)
+    table = pd.DataFrame(rows)
+    table.to_csv(out / "gpu_check.csv", index=False)
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vtrbench.gpu_check", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("results/gpu_check"))
+    parser.add_argument("--tiny", action="store_true", help="smallest sizes (CPU test mode)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    tick = time.perf_counter()
+    table = run(args.out, args.tiny, args.device)
+    print(table.to_string(index=False, float_format=lambda x: f"{x:.2f}", na_rep="-"))
+    print(f"gpu_check: {time.perf_counter() - tick:.0f} s; table in {args.out / 'gpu_check.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

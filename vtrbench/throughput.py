@@ -1,0 +1,373 @@
+"""Training throughput: step time, clips/s, peak memory and the loss's share of the step, over frames x batch size.
+
+Why: the CRET paper's Fig. 5(b) shows training time per step growing about linearly in the frames M (42 -> 224 ms
+for M = 2 -> 16), and GEES is meant to buy dense-sampling accuracy without encoding more frames. This module measures
+that cost on this machine, for every method of the config, through the method interface only (``loss(batch)``,
+``encode_videos``, ``encode_texts``), so any registered method (a cross-encoder's B x B pair scoring included) is
+measured the same way.
+
+Inputs are random: a random-init method (built by ``vtrbench.train.build``, as in training) on random uint8 frames of
+the dataset's resolution and captions of the val split (weights and pixel values do not change the time). Timing
+follows the house recipe (docs/style.md §7.14): ``warmup`` calls discarded, ``cuda.synchronize()`` before reading
+the clock, ``time.perf_counter_ns()``, one raw row per call with device, dtype and batch size; medians and p95 are
+computed at aggregation (:func:`summarize`).
+
+Phases timed per grid point (B, M) and repeat:
+    step      one full training step: loss forward, backward, grad clipping, AdamW step (what the trainer times)
+    forward   ``loss(batch)`` forward only (no grad)
+    encode    ``encode_videos`` + ``encode_texts`` forward only (no grad): the per-item encoders
+``forward - encode`` is the part of the forward spent outside the per-item encoders (the head and the loss: the B x B
+pair scoring of a cross-encoder, GEES/NCE and the CCM score of CRET); ``loss_share = head_ms / forward_ms``.
+
+The loss-level benchmark times GEES and NCE alone (forward + backward) on random L2-normalised features text [B, D]
+and frames [B, M, D], over the same grid: the cost GEES adds on top of NCE, free of the encoders.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from vtrbench.report.aggregate import write_csv_atomic
+
+PHASES = ("step", "forward", "encode")
+RAW_COLUMNS = [
+    "method",
+    "method_class",
+    "kind",
+    "loss",
+    "frames",
+    "batch_size",
+    "phase",
+    "rep",
+    "ms",
+    "peak_mem_mb",
+    "mem_kind",
+    "device",
+    "dtype",
+    "threads",
+    "resolution",
+]
+LOSS_COLUMNS = ["loss", "frames", "batch_size", "dim", "rep", "ms", "device", "dtype", "threads"]
+
+
+# ----- clock and memory -----
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed_ms(fn: Any, device: torch.device) -> float:
+    """Run ``fn()`` once; wall time in ms with the device synchronised before both clock reads."""
+    _sync(device)
+    start = time.perf_counter_ns()
+    fn()
+    _sync(device)
+    return (time.perf_counter_ns() - start) / 1e6
+
+
+def _reset_peak(device: torch.device) -> str:
+    """Start a new peak-memory window; returns what will be read (``cuda_max_allocated`` or an RSS kind)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return "cuda_max_allocated"
+    try:  # Linux >= 4.0: writing 5 resets the process's peak RSS (VmHWM), proc(5) /proc/pid/clear_refs
+        Path("/proc/self/clear_refs").write_text("5")
+        return "rss_hwm"
+    except OSError:
+        return "rss_maxrss_process"  # not resettable: the process-lifetime peak (monotone over the grid)
+
+
+def _peak_mb(device: torch.device, kind: str) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    if kind == "rss_hwm":
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+# ----- inputs -----
+def timed_methods(config: dict[str, Any]) -> list[str]:
+    """The config's methods that train (kind ``embedding`` or ``pair``); a re-ranker combines trained ones."""
+    from vtrbench.methods import resolve
+
+    return [name for name, entry in config["methods"].items() if resolve(entry["class"]).kind in ("embedding", "pair")]
+
+
+def method_loss_name(entry: dict[str, Any]) -> str:
+    """The loss a method trains with, for the tables: CRET's ``global_loss``, ``nce`` for dual encoders, else class."""
+    if entry["class"] == "cret":
+        return entry.get("global_loss", "gees")
+    if entry["class"] == "dual_encoder":
+        return "nce"
+    return entry["class"]
+
+
+def random_batch(tokens: Any, batch_size: int, frames: int, resolution: int, generator: torch.Generator) -> dict:
+    """A training batch of random uint8 frames [B, M, H, W, 3], B real captions, groups of 4 (as SynthVTT)."""
+    B = batch_size
+    idx = torch.randint(0, tokens.input_ids.shape[0], (B,), generator=generator).numpy()
+    tok = tokens[idx]
+    return {
+        "frames": torch.randint(0, 256, (B, frames, resolution, resolution, 3), dtype=torch.uint8, generator=generator),
+        "input_ids": tok.input_ids,
+        "attention_mask": tok.attention_mask,
+        "group_id": torch.arange(B, dtype=torch.int32) // 4,
+    }
+
+
+# ----- method-level benchmark -----
+def measure_method(
+    config: dict[str, Any],
+    method_name: str,
+    data_dir: str | Path,
+    frames: list[int],
+    batch_sizes: list[int],
+    warmup: int,
+    repeats: int,
+) -> pd.DataFrame:
+    """Raw rows (``RAW_COLUMNS``): one per (frames, batch size, phase, repeat) for ``method_name``."""
+    from vtrbench.data.records import load_split
+    from vtrbench.train import _param_groups, build, pick_device, split_tokens
+
+    tcfg = config["train"]
+    torch.set_num_threads(tcfg["threads"])
+    device = pick_device(tcfg["device"])
+    torch.manual_seed(0)
+    setup = build(config, method_name, data_dir)
+    method = setup.method.to(device).train()
+    tokens = split_tokens(setup, load_split(data_dir, "val"))
+    optimizer = torch.optim.AdamW(_param_groups(method, config), lr=1e-6)
+    amp = tcfg["amp"] and device.type == "cuda"
+    dtype = "bfloat16" if amp else "float32"
+    entry = config["methods"][method_name]
+    resolution = config["dataset"]["resolution"]
+    generator = torch.Generator().manual_seed(0)
+    rows: list[dict[str, Any]] = []
+
+    def step(batch: dict) -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            terms = method.loss(batch)
+        loss = sum(v for k, v in terms.items() if k.endswith("_loss"))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if tcfg["grad_clip"] > 0:
+            torch.nn.utils.clip_grad_norm_(method.parameters(), tcfg["grad_clip"])
+        optimizer.step()
+
+    @torch.no_grad()
+    def forward(batch: dict) -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            method.loss(batch)
+
+    @torch.no_grad()
+    def encode(batch: dict) -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            method.encode_videos(batch["frames"])
+            method.encode_texts(batch["input_ids"], batch["attention_mask"])
+
+    calls = {"step": step, "forward": forward, "encode": encode}
+    for M in frames:
+        for B in batch_sizes:
+            batch = {
+                k: v.to(device) for k, v in random_batch(tokens, B, M, resolution, generator).items()
+            }  # one batch per grid point: the inputs' values do not change the time
+            for _ in range(warmup):
+                for call in calls.values():
+                    call(batch)
+            kind = _reset_peak(device)
+            times = []  # phases interleaved per repeat, so forward - encode is a paired difference
+            for rep in range(repeats):
+                times += [
+                    (phase, rep, _timed_ms(lambda call=call, batch=batch: call(batch), device))
+                    for phase, call in calls.items()
+                ]
+            peak = _peak_mb(device, kind)  # the grid point's peak (the step phase's, which holds the autograd graph)
+            for phase, rep, ms in times:
+                rows.append(
+                    {
+                        "method": method_name,
+                        "method_class": entry["class"],
+                        "kind": method.kind,
+                        "loss": method_loss_name(entry),
+                        "frames": M,
+                        "batch_size": B,
+                        "phase": phase,
+                        "rep": rep,
+                        "ms": ms,
+                        "peak_mem_mb": peak,
+                        "mem_kind": kind,
+                        "device": device.type,
+                        "dtype": dtype,
+                        "threads": torch.get_num_threads(),
+                        "resolution": resolution,
+                    }
+                )
+    return pd.DataFrame(rows, columns=RAW_COLUMNS)
+
+
+# ----- loss-level benchmark (GEES vs NCE alone) -----
+def measure_losses(
+    frames: list[int],
+    batch_sizes: list[int],
+    dim: int,
+    warmup: int,
+    repeats: int,
+    device: torch.device | str = "cpu",
+    threads: int = 1,
+) -> pd.DataFrame:
+    """Raw rows (``LOSS_COLUMNS``): GEES and NCE forward + backward on random features, per (M, B, repeat)."""
+    from cret.gees import gees_loss, mean_nce_loss
+
+    torch.set_num_threads(threads)
+    device = torch.device(device)
+    generator = torch.Generator().manual_seed(0)
+    losses = {
+        "gees": lambda t, h, s: gees_loss(t, h, s),
+        "nce": lambda t, h, s: mean_nce_loss(t, h, s),
+    }
+    rows: list[dict[str, Any]] = []
+    for M in frames:
+        for B in batch_sizes:
+            text = F.normalize(torch.randn(B, dim, generator=generator), dim=-1).to(device).requires_grad_()
+            h = F.normalize(torch.randn(B, M, dim, generator=generator), dim=-1).to(device).requires_grad_()
+            scale = torch.tensor(1 / 0.07, device=device, requires_grad=True)
+
+            for name, fn in losses.items():
+
+                def call(fn: Any = fn, args: tuple = (text, h, scale)) -> None:
+                    fn(*args).backward()  # gradients accumulate; their values do not matter here
+
+                for _ in range(warmup):
+                    call()
+                for rep in range(repeats):
+                    rows.append(
+                        {
+                            "loss": name,
+                            "frames": M,
+                            "batch_size": B,
+                            "dim": dim,
+                            "rep": rep,
+                            "ms": _timed_ms(call, device),
+                            "device": device.type,
+                            "dtype": "float32",
+                            "threads": torch.get_num_threads(),
+                        }
+                    )
+    return pd.DataFrame(rows, columns=LOSS_COLUMNS)
+
+
+# ----- aggregation -----
+def _p95(x: pd.Series) -> float:
+    return float(np.percentile(x, 95))
+
+
+def summarize(raw: pd.DataFrame) -> pd.DataFrame:
+    """Medians per (method, frames, batch size) of the raw rows.
+
+    Columns: method, method_class, kind, loss, frames, batch_size, device, dtype, threads, reps, step_ms,
+    step_ms_p95, clips_per_s (B / median step), forward_ms, encode_ms, head_ms (median over repeats of
+    forward - encode), loss_share (head_ms / forward_ms), peak_mem_mb (the step phase's peak).
+    """
+    keys = ["method", "method_class", "kind", "loss", "frames", "batch_size", "device", "dtype", "threads"]
+    wide = raw.pivot_table(index=[*keys, "rep"], columns="phase", values="ms", aggfunc="first").reset_index()
+    wide["head"] = wide["forward"] - wide["encode"]
+    grouped = wide.groupby(keys, sort=False)
+    table = grouped.agg(
+        reps=("rep", "nunique"),
+        step_ms=("step", "median"),
+        step_ms_p95=("step", _p95),
+        forward_ms=("forward", "median"),
+        encode_ms=("encode", "median"),
+        head_ms=("head", "median"),
+    ).reset_index()
+    table["clips_per_s"] = table["batch_size"] / (table["step_ms"] / 1000.0)
+    table["loss_share"] = table["head_ms"] / table["forward_ms"]
+    peak = raw[raw.phase == "step"].groupby(keys, sort=False)["peak_mem_mb"].max().reset_index()
+    table = table.merge(peak, on=keys, how="left")
+    return table.sort_values(["method", "frames", "batch_size"], ignore_index=True)
+
+
+def summarize_losses(raw: pd.DataFrame) -> pd.DataFrame:
+    """Median / p95 ms per (loss, frames, batch size), and ``gees_over_nce`` = median GEES / median NCE."""
+    keys = ["loss", "frames", "batch_size", "dim", "device", "dtype", "threads"]
+    table = raw.groupby(keys, sort=False)["ms"].agg(reps="count", ms="median", ms_p95=_p95).reset_index()
+    nce = table[table.loss == "nce"].set_index(["frames", "batch_size"])["ms"]
+    ratio = [ms / nce.get((f, b), np.nan) for f, b, ms in zip(table.frames, table.batch_size, table.ms, strict=True)]
+    table["gees_over_nce"] = np.where(table.loss == "gees", ratio, np.nan)
+    return table.sort_values(["loss", "frames", "batch_size"], ignore_index=True)
+
+
+def plot_step_time(table: pd.DataFrame, loss_table: pd.DataFrame, batch_size: int, path: Path) -> None:
+    """Step time against frames (one line per method, at ``batch_size`` when measured) and GEES vs NCE alone."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    data = table[table.batch_size == batch_size] if (table.batch_size == batch_size).any() else table
+    sns.lineplot(data=data, x="frames", y="step_ms", hue="method", style="method", markers=True, ax=axes[0])
+    bs = sorted(data.batch_size.unique())
+    axes[0].set(title=f"full training step (B = {', '.join(map(str, bs))})", ylabel="step time (ms, median)")
+    loss_data = loss_table.assign(B=loss_table.batch_size.astype(str))
+    sns.lineplot(data=loss_data, x="frames", y="ms", hue="loss", style="B", markers=True, ax=axes[1])
+    axes[1].set(title="loss alone: forward + backward", ylabel="time (ms, median)")
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ticks = sorted(set(data.frames) | set(loss_data.frames))
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.set_xlabel("frames per video M")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def run_throughput(config: dict[str, Any], method_name: str, data_dir: str | Path, out: str | Path) -> pd.DataFrame:
+    """Measure one method over ``config['throughput']``'s grid; write the raw rows to ``out`` (CSV)."""
+    t = config["throughput"]
+    raw = measure_method(config, method_name, data_dir, t["frames"], t["batch_sizes"], t["warmup"], t["repeats"])
+    write_csv_atomic(raw, Path(out))
+    return raw
+
+
+def run_loss_throughput(config: dict[str, Any], out: str | Path) -> pd.DataFrame:
+    """GEES vs NCE alone over ``config['throughput']``'s grid; raw rows to ``out`` (CSV)."""
+    from vtrbench.train import pick_device
+
+    t = config["throughput"]
+    device = pick_device(config["train"]["device"])
+    raw = measure_losses(
+        t["frames"], t["batch_sizes"], t["loss_dim"], t["warmup"], t["loss_repeats"], device, config["train"]["threads"]
+    )
+    write_csv_atomic(raw, Path(out))
+    return raw
+
+
+def aggregate_throughput(
+    method_files: list[str | Path], loss_file: str | Path, batch_size: int, tables: str | Path, plot: str | Path
+) -> pd.DataFrame:
+    """``throughput.csv`` (medians per method and grid point), ``loss_throughput.csv`` and the step-time plot."""
+    if not method_files:
+        raise FileNotFoundError("no throughput.csv files given: run the throughput step first")
+    raw = pd.concat([pd.read_csv(p) for p in method_files], ignore_index=True)
+    table = summarize(raw)
+    loss_table = summarize_losses(pd.read_csv(loss_file))
+    write_csv_atomic(table, Path(tables) / "throughput.csv")
+    write_csv_atomic(loss_table, Path(tables) / "loss_throughput.csv")
+    plot_step_time(table, loss_table, batch_size, Path(plot))
+    return table
