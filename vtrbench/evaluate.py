@@ -28,28 +28,39 @@ class Evaluation:
     queries: np.ndarray | None = None  # caption indices of the rows of ``scores`` (None: every caption)
 
 
+def _autocast(device: torch.device, amp: bool) -> torch.autocast:
+    """bf16 for the encoders on CUDA when ``amp``; features are cast back to fp32 and scored in fp32, because
+    bf16 scores would create ties under the strict tie rule."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
+
+
 def _concat(parts: list[Features]) -> Features:
     return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
 
 
 @torch.no_grad()
 def encode_gallery(
-    method: RetrievalMethod, split: SplitData, frames: int, batch_size: int, device: torch.device
+    method: RetrievalMethod, split: SplitData, frames: int, batch_size: int, device: torch.device, amp: bool = False
 ) -> Features:
     parts = []
     for start in range(0, split.num_videos, batch_size):
         clips = eval_clips(split, start, min(start + batch_size, split.num_videos), frames).to(device)
-        parts.append({k: v.float().cpu() for k, v in method.encode_videos(clips).items()})
+        with _autocast(device, amp):
+            out = method.encode_videos(clips)
+        parts.append({k: v.float().cpu() for k, v in out.items()})
     return _concat(parts)
 
 
 @torch.no_grad()
-def encode_queries(method: RetrievalMethod, tokens: Tokens, batch_size: int, device: torch.device) -> Features:
+def encode_queries(
+    method: RetrievalMethod, tokens: Tokens, batch_size: int, device: torch.device, amp: bool = False
+) -> Features:
     parts = []
     n = tokens.input_ids.shape[0]
     for start in range(0, n, batch_size):
         tok = tokens[np.arange(start, min(start + batch_size, n))]
-        out = method.encode_texts(tok.input_ids.to(device), tok.attention_mask.to(device))
+        with _autocast(device, amp):
+            out = method.encode_texts(tok.input_ids.to(device), tok.attention_mask.to(device))
         parts.append({k: v.float().cpu() for k, v in out.items()})
     return _concat(parts)
 
@@ -63,15 +74,16 @@ def evaluate(
     batch_size: int,
     device: torch.device,
     name: str = "method",
+    amp: bool = False,
 ) -> Evaluation:
-    """Full text->video and video->text evaluation of ``method`` on ``split``."""
+    """Full text->video and video->text evaluation of ``method`` on ``split`` (``amp``: bf16 encoders on CUDA)."""
     was_training = method.training
     method.eval()
-    gallery = encode_gallery(method, split, frames, batch_size, device)
+    gallery = encode_gallery(method, split, frames, batch_size, device, amp)
     subset = method.query_subset(len(split.captions))  # a slow pair scorer may score a fixed caption subset
     if subset is not None:
         tokens = tokens[subset]
-    queries = encode_queries(method, tokens, batch_size, device)
+    queries = encode_queries(method, tokens, batch_size, device, amp)
     on_device = {k: v.to(device) for k, v in queries.items()}, {k: v.to(device) for k, v in gallery.items()}
     n_text = len(split.captions) if subset is None else len(subset)
     scores = check_scores(method.score(*on_device).float().cpu(), n_text, split.num_videos, name)

@@ -46,6 +46,7 @@ def evaluate_checkpoint(
         config["eval"]["batch_size"],
         device,
         method_name,
+        amp=config["train"]["amp"],
     )
     ckpt = torch.load(model_path, map_location="cpu", weights_only=False)
     extra = {

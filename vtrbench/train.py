@@ -285,6 +285,7 @@ def train(
                 config["eval"]["batch_size"],
                 device,
                 method_name,
+                amp=amp,
             ).metrics
             t2v = result["t2v"]
             val = t2v["R@1"] + t2v["R@5"] + t2v["R@10"] if tcfg["val_metric"] == "rsum" else t2v["R@1"]
