@@ -152,6 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--config-json", help="the whole config as JSON (used by the workflow)")
         return p
 
+    def add_run(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
+        """A command about one trained run: --method, --seed and the prepared --data folder."""
+        p = add(name, func, help_text)
+        p.add_argument("--method", required=True)
+        p.add_argument("--seed", type=int, required=True)
+        p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
+        return p
+
     p = add("prepare", cmd_prepare, "generate or decode the dataset into results/data/{dataset}")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--threads", type=int, default=1)
@@ -160,10 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("train", cmd_train, "train one method with one seed"),
         ("evaluate", cmd_evaluate, "evaluate a trained method on a split"),
     ):
-        p = add(name, func, text)
-        p.add_argument("--method", required=True)
-        p.add_argument("--seed", type=int, required=True)
-        p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
+        p = add_run(name, func, text)
         p.add_argument("--out", type=Path, required=True, help="run folder")
         if name == "train":
             p.add_argument("--threads", type=int, default=None, help="overrides train.threads")
@@ -199,10 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("rerank", cmd_rerank, "evaluate a re-ranking method's (k, fusion) variants on the test split"),
         ("latency", cmd_latency, "query-latency benchmark of one trained method (raw rows, latency.csv)"),
     ):
-        p = add(name, func, text)
-        p.add_argument("--method", required=True)
-        p.add_argument("--seed", type=int, required=True)
-        p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
+        p = add_run(name, func, text)
         p.add_argument("--runs", type=Path, required=True, help="results/runs/{dataset}: the stages' model.pt")
         if name == "latency":
             p.add_argument("--out", type=Path, required=True, help="latency.csv to write")
