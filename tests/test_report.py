@@ -216,3 +216,23 @@ def test_snakemake_report_after_run(smoke_run):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert target.stat().st_size > 10_000
+
+
+def test_findings_say_plainly_whether_the_model_based_side_wins():
+    from vtrbench.report.html import findings
+
+    summary = pd.DataFrame(
+        {
+            "method": ["dual", "cross"],
+            "kind": ["embedding", "pair"],
+            "seeds": [3, 3],
+            "t2v_R@1_mean": [40.0, 30.0],
+            "t2v_R@1_std": [1.0, 2.0],
+        }
+    )
+    latency = {"dual": 1.0, "cross": 250.0}
+    text = " ".join(findings(summary, latency, []))
+    assert "The model-based side is NOT the most accurate here: its best, cross" in text
+    assert "250x its query latency" in text
+    summary.loc[1, "t2v_R@1_mean"] = 50.0
+    assert "The model-based side is the most accurate here" in " ".join(findings(summary, latency, []))

@@ -289,6 +289,27 @@ def _best(summary: pd.DataFrame, column: str, higher: bool = True) -> str | None
     return text if len(ranked) < 2 else f"{text}, {_gap_text(best, ranked.iloc[1], column, higher)}"
 
 
+def _model_based_verdict(summary: pd.DataFrame, latency_ms: dict[str, float]) -> list[str]:
+    """Say plainly whether the model-based side (pair scorers) buys accuracy here, and at what query cost."""
+    if "kind" not in summary or "t2v_R@1_mean" not in summary:
+        return []
+    pair = summary[summary["kind"] == "pair"].sort_values("t2v_R@1_mean", ascending=False)
+    embedding = summary[summary["kind"] == "embedding"].sort_values("t2v_R@1_mean", ascending=False)
+    if pair.empty or embedding.empty:
+        return []
+    p, e = pair.iloc[0], embedding.iloc[0]
+    wins = p["t2v_R@1_mean"] > e["t2v_R@1_mean"]
+    cost = ""
+    if p["method"] in latency_ms and e["method"] in latency_ms and latency_ms[e["method"]] > 0:
+        cost = f", at {fmt(latency_ms[p['method']] / latency_ms[e['method']], 0)}x its query latency"
+    verdict = "is" if wins else "is NOT"
+    return [
+        f"The model-based side {verdict} the most accurate here: its best, {p['method']} "
+        f"(text→video R@1 {mean_std(p, 't2v_R@1')}), against the best embedding method {e['method']} "
+        f"({mean_std(e, 't2v_R@1')}){cost}."
+    ]
+
+
 def findings(summary: pd.DataFrame, latency_ms: dict[str, float], frontier: list[str]) -> list[str]:
     """Plain sentences computed from the tables: who is best on what, what it costs, whether gaps exceed noise."""
     out = []
@@ -301,6 +322,7 @@ def findings(summary: pd.DataFrame, latency_ms: dict[str, float], frontier: list
                 f"Best at telling the true video from its {column.removeprefix('pairwise_')} twin "
                 f"(pairwise accuracy, chance 50%): {best}."
             )
+    out.extend(_model_based_verdict(summary, latency_ms))
     if "gallery_floats_per_video_mean" in summary:
         cheapest = summary.sort_values("gallery_floats_per_video_mean").iloc[0]
         out.append(
