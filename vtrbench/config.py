@@ -68,7 +68,8 @@ def _check_consistency(config: dict[str, Any], given: set[str]) -> None:
     if config["dataset"]["name"] != "synthetic" and not config["dataset"].get("data_root"):
         raise ConfigError(
             f"config error at dataset.data_root: dataset {config['dataset']['name']!r} needs the folder with its "
-            "annotation files; pass --config dataset.data_root=/path/to/data (see README, Real datasets)"
+            "annotation files: snakemake --config 'dataset={data_root: /path/to/data}', "
+            "or --set dataset.data_root=/path for the CLI (README, Scaling out)"
         )
     _check_methods(config["methods"])
     stored = config["dataset"]["frames"]
