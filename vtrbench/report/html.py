@@ -237,7 +237,7 @@ def protocol_key(config: dict[str, Any]) -> str:
     name = data["name"]
     if name == "msrvtt":
         return f"msrvtt-1kA-{data.get('msrvtt_train', '7k')}-train"
-    return {"didemo": "didemo-test-paragraph", "msvd": "msvd-test"}.get(name, f"{name} (not a published benchmark)")
+    return {"didemo": "didemo-test-paragraph", "msvd": "msvd-test"}.get(name, f"{name}: not a published benchmark")
 
 
 def find_ledger(explicit: str | Path | None = None) -> Path | None:
