@@ -30,7 +30,6 @@ from torch import Tensor, nn
 
 from vtrbench.backbones import MAX_FRAMES, Backbones
 from vtrbench.methods import Batch, Features, PairMethod
-from vtrbench.options import parse_options
 
 
 @dataclass
@@ -69,7 +68,7 @@ class CrossEncoder(PairMethod):
 
     def __init__(self, backbones: Backbones, options: dict[str, Any]):
         super().__init__(backbones, options)
-        self.opts = opts = parse_options(CrossEncoderOptions, options, "cross_encoder")
+        opts = self.opts
         text_dim, frame_dim = backbones.text.dim, backbones.frame.dim
         dim = frame_dim  # fusion width
         if dim % opts.fusion_heads:

@@ -17,7 +17,6 @@ from torch import Tensor, nn
 from vtrbench.backbones import Backbones
 from vtrbench.losses import InfoNCE
 from vtrbench.methods import Batch, EmbeddingMethod, Features
-from vtrbench.options import parse_options
 
 
 @dataclass
@@ -36,7 +35,6 @@ class DualEncoder(EmbeddingMethod):
 
     def __init__(self, backbones: Backbones, options: dict[str, Any]):
         super().__init__(backbones, options)
-        self.opts = parse_options(DualEncoderOptions, options, "dual_encoder")
         self.video_proj = nn.Linear(backbones.frame.dim, self.opts.dim)
         self.text_proj = nn.Linear(backbones.text.dim, self.opts.dim)
         self.nce = InfoNCE(self.opts.temperature)

@@ -34,7 +34,6 @@ from cret.gees import gees_loss, mean_nce_loss
 from vtrbench.backbones import MAX_FRAMES, Backbones
 from vtrbench.losses import InfoNCE, gather_features, symmetric_cross_entropy
 from vtrbench.methods import Batch, EmbeddingMethod, Features
-from vtrbench.options import parse_options
 
 
 @dataclass
@@ -68,7 +67,7 @@ class CRET(EmbeddingMethod):
 
     def __init__(self, backbones: Backbones, options: dict[str, Any]):
         super().__init__(backbones, options)
-        self.opts = opts = parse_options(CRETOptions, options, "cret")
+        opts = self.opts
         text_dim, frame_dim = backbones.text.dim, backbones.frame.dim
         self.global_video_proj = nn.Linear(frame_dim, opts.dim)
         self.global_text_proj = nn.Linear(text_dim, opts.dim)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vtrbench.backbones import BackboneConfig, Backbones
-from vtrbench.methods import METHODS, EmbeddingMethod, build_method, gallery_floats_per_video, resolve
+from vtrbench.methods import METHODS, EmbeddingMethod, NoOptions, build_method, gallery_floats_per_video, resolve
 
 TINY = {
     "text": {"hidden": 32, "layers": 2, "heads": 2, "max_length": 12},
@@ -36,9 +36,9 @@ def _batch() -> dict[str, torch.Tensor]:
     }
 
 
-def test_every_registered_class_resolves():
+def test_every_registered_class_resolves_and_declares_its_options():
     for name in METHODS:
-        assert resolve(name).options_class is not None
+        assert resolve(name).options_class is not NoOptions, name  # imported, and its config keys are checked
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))

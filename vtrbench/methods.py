@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from vtrbench.backbones import Backbones
+from vtrbench.options import parse_options
 
 Batch = dict[str, Tensor]
 Features = dict[str, Tensor]
@@ -37,6 +38,11 @@ METHODS: dict[str, str] = {
 }
 
 
+@dataclass
+class NoOptions:
+    """Options of a method that takes none (any key in its config entry is then an error)."""
+
+
 class RetrievalMethod(nn.Module):
     """Base class: subclasses implement the encoders, the score and the loss.
 
@@ -46,12 +52,13 @@ class RetrievalMethod(nn.Module):
     """
 
     kind: ClassVar[str] = "abstract"
-    options_class: ClassVar[type]  # the dataclass of the method's options (validated with the config)
+    options_class: ClassVar[type] = NoOptions  # the dataclass of the method's options (validated with the config)
 
     def __init__(self, backbones: Backbones, options: dict[str, Any]):
         super().__init__()
         self.backbones = backbones
         self.options = dict(options)
+        self.opts = parse_options(self.options_class, self.options, type(self).__name__)
 
     def encode_videos(self, frames: Tensor) -> Features:
         """frames: [B, M, 3, H, W] float -> gallery features, each tensor [B, ...]."""

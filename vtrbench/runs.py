@@ -20,6 +20,7 @@ def load_trained(
     setup = build(config, method_name, data_dir)
     setup.method.load_state_dict(ckpt["model"])
     setup.method.eval()
+    setup.selected = {"step": ckpt["step"], "val": ckpt["val"]}
     return setup
 
 
@@ -48,7 +49,6 @@ def evaluate_checkpoint(
         method_name,
         amp=config["train"]["amp"],
     )
-    ckpt = torch.load(model_path, map_location="cpu", weights_only=False)
     extra = {
         "method": method_name,
         "method_class": config["methods"][method_name]["class"],
@@ -56,8 +56,8 @@ def evaluate_checkpoint(
         "seed": seed,
         "dataset": config["dataset"]["name"],
         "split": split,
-        "selected_step": ckpt["step"],
-        "val_score": ckpt["val"],
+        "selected_step": setup.selected["step"],
+        "val_score": setup.selected["val"],
         "train_steps": config["train"]["steps"],
         "parameters": sum(p.numel() for p in setup.method.parameters()),
     }

@@ -77,6 +77,7 @@ class Setup:
     tokenizer: Any
     config: dict[str, Any]
     method_name: str
+    selected: dict[str, Any] | None = None  # step and val score of the loaded checkpoint (None: fresh weights)
 
 
 def build(config: dict[str, Any], method_name: str, data_dir: str | Path) -> Setup:
