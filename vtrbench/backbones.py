@@ -36,6 +36,7 @@ class TextEncoderConfig:
     layers: int = 2
     heads: int = 4
     max_length: int = 32  # tokens per caption, including [CLS]/[SEP]
+    pooling: str = "mean"  # the caption feature: "cls" token or "mean" of the non-padding tokens
 
 
 @dataclass
@@ -45,12 +46,16 @@ class FrameEncoderConfig:
     layers: int = 2
     heads: int = 4
     patch_size: int = 8  # pixels; 32 px frames -> 4x4 = 16 patches
+    pooling: str = "mean"  # the per-frame feature: "cls" token or "mean" of the patch tokens
 
 
 @dataclass
 class TemporalEncoderConfig:
     layers: int = 2
     heads: int = 4
+    # Frame features leave a LayerNorm at unit scale; positions drawn at BERT's 0.02 are 2% of that, so attention
+    # starts order-blind and some seeds never learn order (measured: README "Training recipe").
+    position_std: float = 0.5
 
 
 @dataclass
@@ -101,11 +106,19 @@ class TextEncoder(nn.Module):
                 attention_probs_dropout_prob=0.0,
             )
             self.bert = BertModel(config, add_pooling_layer=False)
+        if cfg.pooling not in ("cls", "mean"):
+            raise ValueError(f"model.text.pooling must be 'cls' or 'mean', got {cfg.pooling!r}")
+        self.pooling = cfg.pooling
         self.dim = self.bert.config.hidden_size
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> TextOutput:
         tokens = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B, L, Dt]
-        return TextOutput(cls=tokens[:, 0], tokens=tokens, padding_mask=attention_mask == 0)
+        if self.pooling == "cls":
+            pooled = tokens[:, 0]
+        else:
+            weights = attention_mask.unsqueeze(-1).to(tokens.dtype)  # [B, L, 1]
+            pooled = (tokens * weights).sum(1) / weights.sum(1).clamp(min=1)
+        return TextOutput(cls=pooled, tokens=tokens, padding_mask=attention_mask == 0)
 
 
 class FrameEncoder(nn.Module):
@@ -134,6 +147,9 @@ class FrameEncoder(nn.Module):
             )
             self.vit = ViTModel(config, add_pooling_layer=False)
             mean, std = [0.5] * 3, [0.5] * 3
+        if cfg.pooling not in ("cls", "mean"):
+            raise ValueError(f"model.frame.pooling must be 'cls' or 'mean', got {cfg.pooling!r}")
+        self.pooling = cfg.pooling
         self.interpolate = self.vit.config.image_size != image_size
         self.dim = self.vit.config.hidden_size
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
@@ -147,7 +163,8 @@ class FrameEncoder(nn.Module):
         pixels = (frames.flatten(0, 1) - self.mean) / self.std  # [B*M, 3, H, W]
         hidden = self.vit(pixel_values=pixels, interpolate_pos_encoding=self.interpolate).last_hidden_state
         hidden = hidden.view(B, M, *hidden.shape[1:])  # [B, M, 1+N, Df]
-        return FrameOutput(cls=hidden[:, :, 0], patches=hidden[:, :, 1:])
+        patches = hidden[:, :, 1:]
+        return FrameOutput(cls=hidden[:, :, 0] if self.pooling == "cls" else patches.mean(2), patches=patches)
 
 
 class TemporalEncoder(nn.Module):
@@ -157,7 +174,7 @@ class TemporalEncoder(nn.Module):
         super().__init__()
         _check_heads("model.temporal", dim, cfg.heads)
         self.position = nn.Parameter(torch.zeros(MAX_FRAMES, dim))
-        nn.init.normal_(self.position, std=0.02)
+        nn.init.normal_(self.position, std=cfg.position_std)
         layer = nn.TransformerEncoderLayer(
             dim, cfg.heads, 4 * dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
         )
