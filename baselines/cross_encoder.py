@@ -1,6 +1,6 @@
 """Model-based baseline: a cross-encoder reading caption and video together (ClipBERT / CLIP4Clip tightTransf).
 
-Towers (the shared backbones): caption -> text tokens [B, L, Dt]; frames -> per-frame CLS -> temporal encoder
+Towers (the shared backbones): caption -> text tokens [B, L, Dt]; frames -> per-frame feature -> temporal encoder
 [B, M, Df] and patch tokens [B, M, N, Df]. Fusion: a pre-LN transformer over
 ``[JCLS; text tokens; M temporal frame tokens; video patch tokens]`` (each projected to the fusion width, plus a
 type embedding) -> LayerNorm -> linear score from JCLS. ``video_tokens: pooled`` keeps the N patch tokens
@@ -148,8 +148,8 @@ class CrossEncoder(PairMethod):
         """-> fusion video tokens [B, Tv, D] (type embedded) and the dual video embedding [B, Dd]."""
         out = self.backbones.frame(frames)
         M = out.patches.shape[1]
-        temporal = self.backbones.temporal(out.cls)  # [B, M, Df]
-        pooled = temporal if self.opts.dual_pooling == "seq" else out.cls
+        temporal = self.backbones.temporal(out.pooled)  # [B, M, Df]
+        pooled = temporal if self.opts.dual_pooling == "seq" else out.pooled
         dual = F.normalize(self.dual_video_proj(pooled.mean(1)), dim=-1)  # [B, Dd]
         frame_tok = self.video_in(temporal) + self.type_embed.weight[FRAME]  # [B, M, D]
         if self.opts.video_tokens == "pooled":
@@ -162,7 +162,7 @@ class CrossEncoder(PairMethod):
     def _text(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """-> text tokens [B, L, D], valid mask [B, L] (1 = token), dual text embedding [B, Dd]."""
         out = self.backbones.text(input_ids, attention_mask)
-        dual = F.normalize(self.dual_text_proj(out.cls), dim=-1)  # [B, Dd]
+        dual = F.normalize(self.dual_text_proj(out.pooled), dim=-1)  # [B, Dd]
         tokens = self.text_in(out.tokens) + self.type_embed.weight[TEXT]  # [B, L, D]
         return tokens, attention_mask.to(tokens.dtype), dual
 

@@ -1,7 +1,8 @@
 """Embedding-based baseline: a CLIP4Clip-style dual encoder (Luo et al., arXiv 2104.08860).
 
-Video: per-frame CLS from the shared frame encoder -> (``seq`` only: the shared temporal transformer) -> mean over
-frames -> linear -> L2-normalise. Text: [CLS] of the shared text encoder -> linear -> L2-normalise. Score: cosine.
+Video: per-frame feature from the shared frame encoder -> (``seq`` only: the shared temporal transformer) -> mean
+over frames -> linear -> L2-normalise. Text: the shared text encoder's pooled feature -> linear -> L2-normalise.
+Score: cosine.
 Loss: symmetric InfoNCE with a learnable temperature. ``mean`` corresponds to CLIP4Clip's meanP head and ``seq``
 to its seqTransf head; neither sees which object does what, and ``mean`` cannot see frame order at all.
 """
@@ -40,15 +41,15 @@ class DualEncoder(EmbeddingMethod):
         self.nce = InfoNCE(self.opts.temperature)
 
     def encode_videos(self, frames: Tensor) -> Features:
-        cls = self.backbones.frame(frames).cls  # [B, M, Df]
+        per_frame = self.backbones.frame(frames).pooled  # [B, M, Df]
         if self.opts.pooling == "seq":
-            cls = self.backbones.temporal(cls)  # [B, M, Df]
-        video = F.normalize(self.video_proj(cls.mean(1)), dim=-1)  # [B, D]
+            per_frame = self.backbones.temporal(per_frame)  # [B, M, Df]
+        video = F.normalize(self.video_proj(per_frame.mean(1)), dim=-1)  # [B, D]
         return {"video": video}
 
     def encode_texts(self, input_ids: Tensor, attention_mask: Tensor) -> Features:
-        cls = self.backbones.text(input_ids, attention_mask).cls  # [B, Dt]
-        return {"text": F.normalize(self.text_proj(cls), dim=-1)}  # [B, D]
+        caption = self.backbones.text(input_ids, attention_mask).pooled  # [B, Dt]
+        return {"text": F.normalize(self.text_proj(caption), dim=-1)}  # [B, D]
 
     def query_vectors(self, queries: Features) -> Tensor:
         return queries["text"]

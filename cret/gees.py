@@ -101,7 +101,7 @@ def gees_terms(
     """Per-sample GEES terms L_t2v(i) and L_v2t(i) (cret-spec §4, ISDA-type bound [R]).
 
     Args:
-        text: [B, D] text CLS embeddings (L2-normalised by the caller); text i matches video i.
+        text: [B, D] caption embeddings (L2-normalised by the caller); text i matches video i.
         frames: [B, M, D] temporal frame features of the B videos (projected, L2-normalised by the caller).
         logit_scale: 1/tau, a float or a one-element tensor (may require grad).
         lam: covariance scale lambda >= 0; 1 gives the exact upper bound, 0 gives InfoNCE on the frame means.
@@ -162,7 +162,7 @@ def gees_loss(
     """Two-sided GEES loss L_GEES = mean_i 1/2 [L_t2v(i) + L_v2t(i)] (cret-spec §4 [R]).
 
     Args:
-        text: [B, D] text CLS embeddings (L2-normalised by the caller); text i matches video i.
+        text: [B, D] caption embeddings (L2-normalised by the caller); text i matches video i.
         frames: [B, M, D] temporal frame features (projected, L2-normalised by the caller).
         logit_scale: 1/tau, a float or a one-element tensor (may require grad).
         lam: covariance scale lambda >= 0 (1 = exact bound, 0 = ``mean_nce_loss``).
@@ -190,7 +190,7 @@ def mean_nce_loss(text: Tensor, frames: Tensor, logit_scale: Tensor | float) -> 
     Equals ``gees_loss(..., lam=0)``.
 
     Args:
-        text: [B, D] text CLS embeddings; text i matches video i.
+        text: [B, D] caption embeddings; text i matches video i.
         frames: [B, M, D] temporal frame features; only their mean over M is used.
         logit_scale: 1/tau, a float or a one-element tensor.
 

@@ -3,13 +3,14 @@
 Read top to bottom with ``../shared/docs/cret-spec.md`` (§2 architecture, §3 CCM, §4 GEES, §5 score and loss).
 [F] = from the paper's figures/tables, [R] = reconstruction (the paper's equations could not be read).
 
-Video side [F, Fig. 2]: frames -> shared frame encoder -> per-frame CLS and patch tokens.
-  * global: CLS [B, M, Df] -> shared temporal encoder -> one temporal feature per frame -> linear -> L2-norm
-    h [B, M, D]; its mean mu_v [B, D] is the Gaussian mean GEES estimates [R: global score uses mu_v].
+Video side [F, Fig. 2]: frames -> shared frame encoder -> a pooled feature per frame (the paper: CLS; the
+  from-scratch default: mean of the patches, ``model.frame.pooling``) and patch tokens.
+  * global: per-frame features [B, M, Df] -> shared temporal encoder -> one temporal feature per frame -> linear
+    -> L2-norm h [B, M, D]; its mean mu_v [B, D] is the Gaussian mean GEES estimates [R: global score uses mu_v].
   * local: patch tokens [B, M, N, Df] -> frame-wise max-pooling [B, N, Df] -> linear to the text width
     [F: "local features are projected to the text embedding dimension"] -> CCM (video) -> z_v [B, K, Dt].
-Text side [F]: caption -> shared text encoder -> [CLS] -> linear -> L2-norm t [B, D]; word tokens -> CCM (text)
-  -> z_t [B, K, Dt].
+Text side [F]: caption -> shared text encoder -> pooled feature ([CLS] in the paper) -> linear -> L2-norm t [B, D];
+  word tokens -> CCM (text) -> z_t [B, K, Dt].
 Score [R, spec §5]: s(t, v) = <t, mu_v> + alpha * (1/K) sum_k <z_t,k, z_v,k>, an inner product of two flat vectors,
   so the gallery (mu_v and the K centre outputs per video) is computed offline and the query never sees video tokens.
 Loss [R, spec §5]: L = L_global + beta * L_CCM, L_global = GEES (spec §4) or plain NCE on the means (``nce``),
@@ -92,7 +93,7 @@ class CRET(EmbeddingMethod):
     def _video_features(self, frames: Tensor) -> tuple[Tensor, Tensor | None]:
         """-> per-frame global features h [B, M, D] (unit norm), CCM outputs z_v [B, K, Dt] or None."""
         out = self.backbones.frame(frames)
-        h = F.normalize(self.global_video_proj(self.backbones.temporal(out.cls)), dim=-1)  # [B, M, D]
+        h = F.normalize(self.global_video_proj(self.backbones.temporal(out.pooled)), dim=-1)  # [B, M, D]
         if not self.opts.use_ccm:
             return h, None
         if self.opts.video_memory == "maxpool":
@@ -113,7 +114,7 @@ class CRET(EmbeddingMethod):
     # ----- text side (online) -----
     def encode_texts(self, input_ids: Tensor, attention_mask: Tensor) -> Features:
         out = self.backbones.text(input_ids, attention_mask)
-        queries = {"text": F.normalize(self.global_text_proj(out.cls), dim=-1)}  # [B, D]
+        queries = {"text": F.normalize(self.global_text_proj(out.pooled), dim=-1)}  # [B, D]
         if self.opts.use_ccm:
             queries["centres"] = self.ccm(out.tokens, "text", out.padding_mask)  # [B, K, Dt]
         return queries

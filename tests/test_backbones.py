@@ -32,8 +32,8 @@ def test_mean_pooled_caption_ignores_padding():
     with torch.no_grad():
         out = enc(ids, mask)
         short = enc(ids[:, :5], mask[:, :5])
-    torch.testing.assert_close(out.cls, out.tokens[:, :5].mean(1))
-    torch.testing.assert_close(out.cls, short.cls, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.pooled, out.tokens[:, :5].mean(1))
+    torch.testing.assert_close(out.pooled, short.pooled, atol=1e-5, rtol=1e-5)
 
 
 def test_frame_pooling_picks_cls_or_the_patch_mean():
@@ -45,7 +45,7 @@ def test_frame_pooling_picks_cls_or_the_patch_mean():
             hidden = enc.vit(pixel_values=(frames.flatten(0, 1).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.5)
         hidden = hidden.last_hidden_state.view(2, 3, 5, 16)
         expected = hidden[:, :, 0] if pooling == "cls" else hidden[:, :, 1:].mean(2)
-        torch.testing.assert_close(out.cls, expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(out.pooled, expected, atol=1e-5, rtol=1e-5)
 
 
 def test_temporal_positions_start_at_the_configured_scale():

@@ -42,6 +42,14 @@ def test_malformed_config_value(capsys, tmp_path):
     assert "config error at train.batch_size" in _one_error_line(capsys)
 
 
+def test_set_reads_exponent_numbers_as_numbers():
+    """YAML 1.1 reads 3e-3 as a string; --set train.lr=3e-3 must still be the number 0.003."""
+    from vtrbench.cli import _parse_set
+
+    parsed = _parse_set(["train.lr=3e-3", "train.steps=20", "run_name=1e3x", "train.warmup=.5E-1"])
+    assert parsed == {"train": {"lr": 0.003, "steps": 20, "warmup": 0.05}, "run_name": "1e3x"}
+
+
 def test_empty_split(capsys, smoke_data, tmp_path):
     from datasets import load_from_disk
 

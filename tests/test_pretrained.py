@@ -91,7 +91,7 @@ def test_other_resolution_interpolates_the_position_embeddings(pretrained_dirs: 
     encoder = Backbones(cfg, vocab_size=50, image_size=16).frame  # 16 px frames, pretrained at 32 px
     assert encoder.interpolate
     out = encoder(torch.randint(0, 256, (2, 3, 16, 16, 3), dtype=torch.uint8))
-    assert out.cls.shape == (2, 3, 32) and out.patches.shape == (2, 3, 4, 32)  # (16/8)^2 = 4 patches
+    assert out.pooled.shape == (2, 3, 32) and out.patches.shape == (2, 3, 4, 32)  # (16/8)^2 = 4 patches
     assert torch.isfinite(out.patches).all()
 
 

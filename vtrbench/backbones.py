@@ -2,9 +2,10 @@
 
 * text encoder: a transformers ``BertModel``, built from a small config (default, trains from scratch) or
   loaded with ``from_pretrained`` from a local directory or hub id (paper scale: BERT-base-uncased);
-* frame (spatial) encoder: a transformers ``ViTModel`` applied to every frame, giving a CLS and patch tokens per
-  frame (built from a config, or ``from_pretrained``: paper scale uses an ImageNet DeiT-S/ViT-S, 384-d);
-* temporal encoder: a small pre-LN transformer over the per-frame CLS features with learned frame positions
+* frame (spatial) encoder: a transformers ``ViTModel`` applied to every frame, giving one pooled feature ([CLS] or
+  the mean of the patches) and the patch tokens per frame (built from a config, or ``from_pretrained``: paper
+  scale uses an ImageNet DeiT-S/ViT-S, 384-d);
+* temporal encoder: a small pre-LN transformer over the per-frame features with learned frame positions
   (CLIP4Clip seqTransf / CRET's 3-layer temporal encoder).
 """
 
@@ -75,19 +76,23 @@ class BackboneConfig:
 
 @dataclass
 class TextOutput:
-    cls: Tensor  # [B, Dt]
+    pooled: Tensor  # [B, Dt] the caption feature ([CLS] or mean of the real tokens: model.text.pooling)
     tokens: Tensor  # [B, L, Dt]
     padding_mask: Tensor  # [B, L] bool, True = padding
 
 
 @dataclass
 class FrameOutput:
-    cls: Tensor  # [B, M, Df]
+    pooled: Tensor  # [B, M, Df] one feature per frame ([CLS] or mean of the patches: model.frame.pooling)
     patches: Tensor  # [B, M, N, Df]
 
 
 class TextEncoder(nn.Module):
-    """BERT over token ids; returns the [CLS] feature and the token features with their padding mask."""
+    """BERT over token ids; returns the pooled caption feature and the token features with their padding mask.
+
+    ``pooling: mean`` (the from-scratch default) averages the real tokens: a 2-layer BERT trained from zero learns a
+    useful [CLS] much later than a useful token average. Pretrained BERTs keep ``cls``, as CLIP4Clip and CRET do.
+    """
 
     def __init__(self, cfg: TextEncoderConfig, vocab_size: int):
         super().__init__()
@@ -118,7 +123,7 @@ class TextEncoder(nn.Module):
         else:
             weights = attention_mask.unsqueeze(-1).to(tokens.dtype)  # [B, L, 1]
             pooled = (tokens * weights).sum(1) / weights.sum(1).clamp(min=1)
-        return TextOutput(cls=pooled, tokens=tokens, padding_mask=attention_mask == 0)
+        return TextOutput(pooled=pooled, tokens=tokens, padding_mask=attention_mask == 0)
 
 
 class FrameEncoder(nn.Module):
@@ -164,7 +169,7 @@ class FrameEncoder(nn.Module):
         hidden = self.vit(pixel_values=pixels, interpolate_pos_encoding=self.interpolate).last_hidden_state
         hidden = hidden.view(B, M, *hidden.shape[1:])  # [B, M, 1+N, Df]
         patches = hidden[:, :, 1:]
-        return FrameOutput(cls=hidden[:, :, 0] if self.pooling == "cls" else patches.mean(2), patches=patches)
+        return FrameOutput(pooled=hidden[:, :, 0] if self.pooling == "cls" else patches.mean(2), patches=patches)
 
 
 class TemporalEncoder(nn.Module):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,14 @@ from typing import Any
 import yaml
 
 from vtrbench import config as config_lib
+
+# YAML 1.1 reads "3e-3" (an exponent without a dot) as a string; a user typing it means a number.
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _parse_value(raw: str) -> Any:
+    value = yaml.safe_load(raw)
+    return float(value) if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value) else value
 
 
 def _parse_set(items: list[str]) -> dict[str, Any]:
@@ -29,7 +38,7 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
         *parents, leaf = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw)
+        node[leaf] = _parse_value(raw)
     return overrides
 
 
