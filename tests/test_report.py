@@ -196,7 +196,8 @@ def test_report_from_smoke_run(smoke_run):
     html = (folder / "results" / "report.html").read_text()
     summary = pd.read_csv(folder / "results" / "tables" / "summary.csv")
     for _, row in summary.iterrows():
-        assert f"<td>{row['method']}</td>" in html
+        subset = not pd.isna(row.get("query_subset_mean"))  # the smoke cross_encoder scores 4 captions
+        assert f"<td>{row['method']}{'<sup>*</sup>' if subset else ''}</td>" in html
         metrics = json.loads((folder / f"results/runs/synthetic/{row['method']}/seed0/metrics.json").read_text())
         for direction in ("t2v", "v2t"):
             for key in ("R@1", "R@5", "R@10", "MdR", "MnR"):
@@ -204,6 +205,7 @@ def test_report_from_smoke_run(smoke_run):
     images = _images(html)
     assert images and all(mpimg.imread(io.BytesIO(d), format="png").size for d in images)
     assert "Wall time per workflow step" in html and 'id="steps"' in html  # benchmark files were read
+    assert 'id="subset-note"' in html and "fixed subset of\n4 test captions" in html
 
 
 @pytest.mark.slow
@@ -236,3 +238,25 @@ def test_findings_say_plainly_whether_the_model_based_side_wins():
     assert "250x its query latency" in text
     summary.loc[1, "t2v_R@1_mean"] = 50.0
     assert "The model-based side is the most accurate here" in " ".join(findings(summary, latency, []))
+
+
+def test_subset_evaluated_method_is_marked_and_left_out_of_the_v2t_finding():
+    """A pair scorer scored on 100 captions ranks each video among 100 captions only: never 'best video->text'."""
+    from vtrbench.report.html import findings, headline_rows
+
+    summary = pd.DataFrame(
+        {
+            "method": ["dual", "cross"],
+            "kind": ["embedding", "pair"],
+            "seeds": [3, 3],
+            "t2v_R@1_mean": [40.0, 30.0],
+            "t2v_R@1_std": [1.0, 2.0],
+            "v2t_R@1_mean": [41.0, 84.0],
+            "v2t_R@1_std": [1.0, 2.0],
+            "query_subset_mean": [float("nan"), 100.0],
+        }
+    )
+    text = " ".join(findings(summary, {}, []))
+    assert "Best video→text R@1: dual (41.0 ± 1.0) (cross left out: it ranks each video among a caption subset" in text
+    rows, _ = headline_rows(summary)
+    assert [r["subset"] for r in rows] == [None, 100]
