@@ -220,18 +220,24 @@ def test_snakemake_report_after_run(smoke_run):
     assert target.stat().st_size > 10_000
 
 
-def test_findings_say_plainly_whether_the_model_based_side_wins():
-    from vtrbench.report.html import findings
-
-    summary = pd.DataFrame(
+def _dual_and_cross_summary(**columns: list) -> pd.DataFrame:
+    """A two-method summary table: an embedding method ahead of a pair method on t2v R@1, plus ``columns``."""
+    return pd.DataFrame(
         {
             "method": ["dual", "cross"],
             "kind": ["embedding", "pair"],
             "seeds": [3, 3],
             "t2v_R@1_mean": [40.0, 30.0],
             "t2v_R@1_std": [1.0, 2.0],
+            **columns,
         }
     )
+
+
+def test_findings_say_plainly_whether_the_model_based_side_wins():
+    from vtrbench.report.html import findings
+
+    summary = _dual_and_cross_summary()
     latency = {"dual": 1.0, "cross": 250.0}
     text = " ".join(findings(summary, latency, []))
     assert "The model-based side is NOT the most accurate here: its best, cross" in text
@@ -244,17 +250,8 @@ def test_subset_evaluated_method_is_marked_and_left_out_of_the_v2t_finding():
     """A pair scorer scored on 100 captions ranks each video among 100 captions only: never 'best video->text'."""
     from vtrbench.report.html import findings, headline_rows
 
-    summary = pd.DataFrame(
-        {
-            "method": ["dual", "cross"],
-            "kind": ["embedding", "pair"],
-            "seeds": [3, 3],
-            "t2v_R@1_mean": [40.0, 30.0],
-            "t2v_R@1_std": [1.0, 2.0],
-            "v2t_R@1_mean": [41.0, 84.0],
-            "v2t_R@1_std": [1.0, 2.0],
-            "query_subset_mean": [float("nan"), 100.0],
-        }
+    summary = _dual_and_cross_summary(
+        **{"v2t_R@1_mean": [41.0, 84.0], "v2t_R@1_std": [1.0, 2.0], "query_subset_mean": [float("nan"), 100.0]}
     )
     text = " ".join(findings(summary, {}, []))
     assert "Best video→text R@1: dual (41.0 ± 1.0) (cross left out: it ranks each video among a caption subset" in text
