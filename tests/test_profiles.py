@@ -102,3 +102,15 @@ def test_local_launcher_and_gpu_resource(workdir: Path) -> None:
     text = dry_run(workdir, "--forceall")
     commands = train_commands(text)
     assert commands and all("torchrun --standalone --nproc_per_node 2" in c for c in commands)
+
+
+def test_disabled_latency_and_throughput_schedule_no_jobs(workdir: Path) -> None:
+    """`latency: {enabled: false}` (config/ablation.yaml) must not be pulled back in by the report's inputs."""
+    cfg = yaml.safe_load((workdir / "config" / "smoke.yaml").read_text())
+    cfg["latency"] = {**cfg.get("latency", {}), "enabled": False}
+    cfg["throughput"] = {**cfg.get("throughput", {}), "enabled": False}
+    (workdir / "config" / "smoke.yaml").write_text(yaml.safe_dump(cfg))
+    stats = dry_run(workdir).split("Job stats:", 1)[1].split("total", 1)[0]  # "rule  count" rows
+    rules = set(re.findall(r"^(\w+)\s+\d+\s*$", stats, flags=re.M))
+    assert {"train", "evaluate", "report"} <= rules
+    assert not rules & {"latency", "tradeoff", "throughput", "throughput_losses", "throughput_aggregate"}, rules

@@ -157,6 +157,8 @@ def report_tables(wildcards):
     skip = set() if config["sweep"]["enabled"] else {"results/tables/frame_sweep.csv"}
     if not config["throughput"]["enabled"]:
         skip.add("results/tables/throughput.csv")
+    if not config["latency"]["enabled"]:
+        skip.update({"results/tables/latency.csv", "results/tables/recall_latency.csv"})
     return [t for t in OPTIONAL_TABLES if t in produced and t not in skip]
 
 
