@@ -177,36 +177,14 @@ def benchmark(
             for (m, *_), t in zip(loaded, toks, strict=True)
         ]
 
-    rec.add(
-        time_calls(encode_v(one_clip), warmup, repeats, device),
-        stage="gallery_encode",
-        backend="model",
-        batch_size=1,
-        items=1,
-    )
-    n_many = many_clips.shape[0]
-    rec.add(
-        time_calls(encode_v(many_clips), 1, batched_repeats, device),
-        stage="gallery_encode",
-        backend="model",
-        batch_size=n_many,
-        items=n_many,
-    )
-    rec.add(
-        time_calls(encode_t(one_q), warmup, repeats, device),
-        stage="query_encode",
-        backend="model",
-        batch_size=1,
-        items=1,
-    )
-    n_q = many_q[0].input_ids.shape[0]
-    rec.add(
-        time_calls(encode_t(many_q), 1, batched_repeats, device),
-        stage="query_encode",
-        backend="model",
-        batch_size=n_q,
-        items=n_q,
-    )
+    n_many, n_q = many_clips.shape[0], many_q[0].input_ids.shape[0]
+    for stage, call, n, (calls_warmup, calls) in (  # single item (latency), then a batch (throughput)
+        ("gallery_encode", encode_v(one_clip), 1, (warmup, repeats)),
+        ("gallery_encode", encode_v(many_clips), n_many, (1, batched_repeats)),
+        ("query_encode", encode_t(one_q), 1, (warmup, repeats)),
+        ("query_encode", encode_t(many_q), n_q, (1, batched_repeats)),
+    ):
+        rec.add(time_calls(call, calls_warmup, calls, device), stage=stage, backend="model", batch_size=n, items=n)
     floats = sum(gallery_floats_per_video(g) for _, _, g, _ in loaded)
     rec.rows.append(
         {

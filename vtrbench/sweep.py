@@ -201,34 +201,21 @@ def plot_frame_sweep(runs: pd.DataFrame, path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     order = sorted(set(runs.loss) | set(PAPER_R5))  # the same colour per loss in both panels
-    sns.lineplot(
-        data=runs,
-        x="frames",
-        y="t2v_R@5",
-        hue="loss",
-        style="loss",
-        hue_order=order,
-        style_order=order,
-        markers=True,
-        errorbar="sd",
-        ax=axes[0],
-    )
+    per_loss = {  # one line per loss, styled alike in both panels
+        "x": "frames",
+        "hue": "loss",
+        "style": "loss",
+        "hue_order": order,
+        "style_order": order,
+        "markers": True,
+    }
+    sns.lineplot(data=runs, y="t2v_R@5", errorbar="sd", ax=axes[0], **per_loss)
     sns.scatterplot(
         data=runs, x="frames", y="t2v_R@5", hue="loss", hue_order=order, legend=False, alpha=0.4, s=20, ax=axes[0]
     )
     axes[0].set(title=f"SynthVTT test (mean ± sd, {runs.seed.nunique()} seed(s))", ylabel="text→video R@5 (%)")
     paper = pd.DataFrame([{"loss": k, "frames": f, "R@5": v} for k, d in PAPER_R5.items() for f, v in d.items()])
-    sns.lineplot(
-        data=paper,
-        x="frames",
-        y="R@5",
-        hue="loss",
-        style="loss",
-        hue_order=order,
-        style_order=order,
-        markers=True,
-        ax=axes[1],
-    )
+    sns.lineplot(data=paper, y="R@5", ax=axes[1], **per_loss)
     axes[1].set(title="paper Fig. 5(a): MSR-VTT (read off the plot)", ylabel="text→video R@5 (%)")
     for ax in axes:
         ax.set_xscale("log", base=2)

@@ -143,23 +143,18 @@ def get_latency_output():
 
 
 # ----- report.smk -----
-OPTIONAL_TABLES = [
-    "results/tables/latency.csv",
-    "results/tables/recall_latency.csv",
-    "results/tables/throughput.csv",
-    "results/tables/frame_sweep.csv",
-]
+OPTIONAL_TABLES = {  # table -> the config section whose `enabled` puts it in the report
+    "results/tables/latency.csv": "latency",
+    "results/tables/recall_latency.csv": "latency",
+    "results/tables/throughput.csv": "throughput",
+    "results/tables/frame_sweep.csv": "sweep",
+}
 
 
 def report_tables(wildcards):
     """Optional tables that a rule produces and the config enables (opt-in targets such as the sweep excluded)."""
     produced = {str(f) for r in workflow.rules for f in r.output}
-    skip = set() if config["sweep"]["enabled"] else {"results/tables/frame_sweep.csv"}
-    if not config["throughput"]["enabled"]:
-        skip.add("results/tables/throughput.csv")
-    if not config["latency"]["enabled"]:
-        skip.update({"results/tables/latency.csv", "results/tables/recall_latency.csv"})
-    return [t for t in OPTIONAL_TABLES if t in produced and t not in skip]
+    return [t for t, section in OPTIONAL_TABLES.items() if t in produced and config[section]["enabled"]]
 
 
 def report_logs(wildcards):
