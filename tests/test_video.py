@@ -1,8 +1,9 @@
-"""Video decoding: clips written by PyAV here (several codecs, odd sizes, variable frame rate, broken files),
-frame folders, the sampling rule, and the two real MSR-VTT clips of the shared data folder."""
+"""Video decoding: clips written by PyAV here (several codecs, odd sizes, variable frame rate, broken and
+truncated files), frame folders, the sampling rule, and the two real MSR-VTT clips of the shared data folder."""
 
 from __future__ import annotations
 
+import csv
 import os
 import struct
 from fractions import Fraction
@@ -13,7 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vtrbench.data.real import DataProblemsError, RealDataConfig, prepare_real
 from vtrbench.data.video import (
+    THREAD_TYPES,
     VideoDecodeError,
     decode_frame_folder,
     decode_video,
@@ -35,11 +38,14 @@ def write_clip(
     pix_fmt: str = "yuv420p",
     pts_ms: list[int] | None = None,
     noise: bool = False,
+    options: dict[str, str] | None = None,
 ) -> Path:
-    """Write n frames; frame i is flat grey i * STEP (or noise), at 25 fps or at the given pts in ms."""
+    """Write n frames; frame i is flat grey i * STEP (or noise), at 25 fps or at the given pts in ms.
+
+    ``options`` go to the muxer, e.g. ``{"movflags": "+faststart"}`` puts the mp4 index (moov) first."""
     W, H = size
     rng = np.random.default_rng(0)
-    with av.open(str(path), "w") as container:
+    with av.open(str(path), "w", options=options or {}) as container:
         stream = container.add_stream(codec, rate=25)
         stream.width, stream.height, stream.pix_fmt = W, H, pix_fmt
         if pts_ms is not None:  # variable frame rate: millisecond time base, irregular timestamps
@@ -169,6 +175,123 @@ def test_truncated_avi_is_reported(tmp_path):
     with pytest.raises(VideoDecodeError) as err:
         decode_video(path, 4, 16)
     assert err.value.reason == "truncated" and "of 30 frames" in str(err.value)
+
+
+FASTSTART_FRAMES = 250  # 10 s at 25 fps
+
+
+@pytest.fixture(scope="module")
+def faststart_clip(tmp_path_factory) -> Path:
+    """A complete faststart mp4 of noise frames (P-frames of similar size, so bytes are spread over the clip)."""
+    path = tmp_path_factory.mktemp("faststart") / "whole.mp4"
+    return write_clip(path, FASTSTART_FRAMES, noise=True, options={"movflags": "+faststart"})
+
+
+def cut_copy(src: Path, dest: Path, n_bytes: int) -> Path:
+    dest.write_bytes(src.read_bytes()[:n_bytes])
+    return dest
+
+
+def packet_offsets(path: Path) -> list[int]:
+    """Byte offset of each video packet, in file order."""
+    with av.open(str(path)) as container:
+        return [p.pos for p in container.demux(container.streams.video[0]) if p.size > 0]
+
+
+@pytest.mark.parametrize("thread_type", ["AUTO", "NONE"])
+def test_complete_faststart_mp4_decodes(faststart_clip, thread_type):
+    assert faststart_clip.read_bytes().find(b"moov") < faststart_clip.read_bytes().find(b"mdat")  # index first
+    frames = decode_video(faststart_clip, 4, 16, thread_type)
+    assert frames.shape == (4, 16, 16, 3)
+    assert np.array_equal(frames, decode_video(faststart_clip, 4, 16))  # threading never changes the frames
+
+
+@pytest.mark.parametrize("thread_type", ["AUTO", "NONE"])
+def test_faststart_mp4_cut_at_70_percent_is_truncated(faststart_clip, tmp_path, thread_type):
+    # The index at the front still declares 250 frames and 10 s. Threaded decoding stops after ~172 frames
+    # without an error (before the fix the clip was stored, sampled from its first 69 %); single-threaded
+    # decoding raises InvalidDataError on the cut packet.
+    size = faststart_clip.stat().st_size
+    path = cut_copy(faststart_clip, tmp_path / "cut.mp4", int(0.7 * size))
+    with pytest.raises(VideoDecodeError) as err:
+        decode_video(path, 4, 16, thread_type)
+    assert err.value.reason == "truncated"
+    assert "of 250 frames the stream declares" in err.value.detail and "of a declared 10.00 s" in err.value.detail
+    if thread_type == "NONE":
+        assert "decoder error" in err.value.detail  # the decoder's own error is kept in the message
+
+
+@pytest.mark.parametrize("thread_type", ["AUTO", "NONE"])
+def test_truncation_tolerance(faststart_clip, tmp_path, thread_type):
+    # Tolerance for 250 frames / 10 s: max(2 frames, 1 % = 2.5 frames) and max(2 * 0.04 s, 1 % = 0.1 s).
+    offsets, size = packet_offsets(faststart_clip), faststart_clip.stat().st_size
+    # cut at packet boundaries: 2 frames lost (248 of 250, ends at 9.92 s) is inside the tolerance ...
+    two = cut_copy(faststart_clip, tmp_path / "minus2.mp4", offsets[-2])
+    assert decode_video(two, 4, 16, thread_type).shape == (4, 16, 16, 3)
+    # ... 3 frames lost (247 of 250, ends at 9.88 s) is beyond it on both measures
+    three = cut_copy(faststart_clip, tmp_path / "minus3.mp4", offsets[-3])
+    with pytest.raises(VideoDecodeError, match="decoded 247 of 250 frames") as err:
+        decode_video(three, 4, 16, thread_type)
+    assert err.value.reason == "truncated"
+    # a cut at 99.5 % of the bytes ends inside a packet: the decoder drops it and the frames in flight with it
+    # (246 of 250 decode, 0.16 s short), beyond the tolerance, so it is truncated too
+    nearly = cut_copy(faststart_clip, tmp_path / "nearly.mp4", int(0.995 * size))
+    with pytest.raises(VideoDecodeError) as err:
+        decode_video(nearly, 4, 16, thread_type)
+    assert err.value.reason == "truncated"
+
+
+def test_edit_list_trim_is_not_truncation(faststart_clip, tmp_path):
+    # A clip trimmed by its edit list (stream copy with -ss): the stream still declares all 250 stored
+    # frames but only 220 are shown, over the 8.8 s the (trimmed) duration declares; only one measure is short.
+    data = bytearray(faststart_clip.read_bytes())
+    at = data.find(b"elst")
+    assert at > 0 and data[at + 4] == 0 and struct.unpack(">I", data[at + 8 : at + 12]) == (1,)  # v0, 1 entry
+    segment_ms, media_time = struct.unpack(">Ii", data[at + 12 : at + 20])  # movie 1/1000 s, media 1/12800 s
+    data[at + 12 : at + 20] = struct.pack(">Ii", segment_ms - 30 * 40, media_time + 30 * 512)  # skip 30 frames
+    path = tmp_path / "trimmed.mp4"
+    path.write_bytes(bytes(data))
+    with av.open(str(path)) as c:
+        assert c.streams.video[0].frames == FASTSTART_FRAMES
+    assert decode_video(path, 4, 16).shape == (4, 16, 16, 3)
+
+
+def test_truncated_matroska_is_reported(tmp_path):
+    # Matroska stores no frame count: the declared duration alone shows the cut
+    path = write_clip(tmp_path / "clip.mkv", FASTSTART_FRAMES, noise=True)
+    cut = cut_copy(path, tmp_path / "cut.mkv", int(0.7 * path.stat().st_size))
+    assert decode_video(path, 4, 16).shape == (4, 16, 16, 3)
+    with pytest.raises(VideoDecodeError, match=r"of a declared 10\.00 s") as err:
+        decode_video(cut, 4, 16)
+    assert err.value.reason == "truncated"
+
+
+def test_unknown_thread_type(faststart_clip):
+    with pytest.raises(ValueError, match=", ".join(THREAD_TYPES)):
+        decode_video(faststart_clip, 4, 16, "auto")
+
+
+def test_prepare_lists_the_truncated_clip(faststart_clip, tmp_path):
+    root = tmp_path / "msrvtt"
+    (root / "videos").mkdir(parents=True)
+    (root / "videos" / "whole.mp4").write_bytes(faststart_clip.read_bytes())
+    cut_copy(faststart_clip, root / "videos" / "cut.mp4", int(0.7 * faststart_clip.stat().st_size))
+    rows = ["key,vid_key,video_id,sentence", "ret0,msr0,whole,a whole clip", "ret1,msr1,cut,a cut clip"]
+    (root / "MSRVTT_JSFUSION_test.csv").write_text("\n".join(rows) + "\n")
+    cfg = RealDataConfig("msrvtt", str(root), frames=4, resolution=16, splits=("test",))
+
+    with pytest.raises(DataProblemsError, match=r"1 data problems \(truncated: 1\)") as err:
+        prepare_real(cfg, tmp_path / "strict")
+    assert "cut.mp4: truncated (decoded" in str(err.value)
+
+    cfg.on_problem = "skip"
+    summary = prepare_real(cfg, tmp_path / "skip")
+    assert summary["counts"]["test"]["videos"] == 1 and summary["problem_kinds"] == {"truncated": 1}
+    with (tmp_path / "skip" / "problems.csv").open(newline="") as f:
+        (row,) = csv.DictReader(f)
+    # problems.csv: kind truncated; the detail carries the VideoDecodeError
+    assert (row["video_id"], row["problem"]) == ("cut", "truncated")
+    assert ": truncated (decoded" in row["detail"] and "of 250 frames" in row["detail"]
 
 
 def test_audio_only_file(tmp_path):

@@ -9,6 +9,16 @@ Frames are counted by decoding, never from container metadata, so variable frame
 without a frame count (Matroska) and wrong headers all give the same sampling. Each frame is resized so its
 short side equals ``resolution`` (bicubic, as CLIP's preprocessing) and centre-cropped to a square.
 
+Metadata is used only to catch a file that was cut short (an interrupted download or copy). With frame
+threads (``thread_type="AUTO"``, the default) FFmpeg does not raise on a truncated stream, it just stops, so
+the decoded stream is compared with what the container declares: the frame count (mp4, avi) and the video
+duration (the stream's, Matroska's per-track ``DURATION`` tag, or the container's when video is its only
+stream). The stream is ``truncated`` when it ends early on every declared measure by more than
+``TRUNCATION_TOLERANCE_FRAMES`` frames or ``TRUNCATION_TOLERANCE_FRACTION`` of the declared value, whichever
+is larger. One wrong measure alone is no truncation: an mp4 edit list that trims the clip keeps counting
+every stored frame (count short, duration right), and headers off by a frame or two stay inside the
+tolerance. A file that declares neither (a raw stream) cannot be checked.
+
 Every failure is a :class:`VideoDecodeError` naming the file and the reason; PyAV and PIL exceptions never
 escape raw, so callers can report a bad file and carry on (CLIP4Clip instead prints "video path ... error"
 and trains on a zero tensor, issues #4 and #44).
@@ -35,8 +45,13 @@ VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi", ".mkv", ".m4v", ".mpg", ".mpeg", ".
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # Errors a broken file can raise inside PyAV or PIL (av.FFmpegError is not an OSError/ValueError subclass).
 _DECODE_ERRORS = (av.FFmpegError, OSError, EOFError, ValueError, *_PIL_ERRORS)
-# A stream that declares a frame count and decodes to less than this fraction of it was cut short.
-TRUNCATED_FRACTION = 0.5
+# A stream is truncated when it ends early by more than max(frames, fraction of the declared value) on every
+# declared measure (frame count, duration): 2 frames absorb headers off by one or two frames, 1 % the rounding
+# and padding of long clips' durations. Losing 3 of 250 frames (or 0.12 of 10 s) is truncation.
+TRUNCATION_TOLERANCE_FRAMES = 2
+TRUNCATION_TOLERANCE_FRACTION = 0.01
+# PyAV's thread_type values; "AUTO" (frame + slice threads) is fast, "NONE" also surfaces FFmpeg's decoder errors.
+THREAD_TYPES = ("AUTO", "FRAME", "SLICE", "NONE")
 
 
 class VideoDecodeError(Exception):
@@ -119,7 +134,7 @@ def resize_crop(frame: np.ndarray, resolution: int) -> np.ndarray:
     return np.ascontiguousarray(resized[top : top + resolution, left : left + resolution])
 
 
-def decode_video(path: str | Path, num_frames: int, resolution: int) -> np.ndarray:
+def decode_video(path: str | Path, num_frames: int, resolution: int, thread_type: str = "AUTO") -> np.ndarray:
     """Decode a video file and return ``num_frames`` uniformly sampled, resized, centre-cropped frames.
 
     The first video stream is decoded in full (no seeking; audio is skipped). A first pass counts packets
@@ -131,21 +146,27 @@ def decode_video(path: str | Path, num_frames: int, resolution: int) -> np.ndarr
         path: a file any PyAV build decodes (h264, mpeg4, vp9, ...), any size, any (variable) frame rate.
         num_frames: frames to return; shorter clips repeat frames.
         resolution: output side in pixels.
+        thread_type: FFmpeg's decoder threading, one of ``THREAD_TYPES``; the frames are identical for all.
+            ``"NONE"`` is slower but also raises on a decoder error that threads pass over silently.
 
     Returns:
         [num_frames, resolution, resolution, 3] uint8 RGB.
 
     Raises:
         VideoDecodeError: missing, cannot be opened, no video stream, no decodable frame, a decoder error
-            (corrupt), or far fewer frames than the stream declares (truncated).
+            (corrupt), or a stream that ends earlier than its declared frame count and duration, beyond the
+            tolerance of the module docstring (truncated; a decoder error there is reported as truncated too).
+        ValueError: an unknown ``thread_type``.
     """
+    if thread_type not in THREAD_TYPES:
+        raise ValueError(f"unknown thread_type {thread_type!r}; choose one of: {', '.join(THREAD_TYPES)}")
     path = Path(path)
     if not path.is_file():
         raise VideoDecodeError(path, "missing", "no such file")
     planned = _count_packets(path)
-    n_decoded, kept = _decode_pass(path, sample_indices(max(planned, 1), num_frames))
+    n_decoded, kept = _decode_pass(path, sample_indices(max(planned, 1), num_frames), thread_type)
     if n_decoded != planned:  # the packet count was not the frame count: plan again from the true count
-        n_decoded, kept = _decode_pass(path, sample_indices(n_decoded, num_frames))
+        n_decoded, kept = _decode_pass(path, sample_indices(n_decoded, num_frames), thread_type)
     return np.stack([resize_crop(frame, resolution) for frame in kept])
 
 
@@ -170,27 +191,81 @@ def _count_packets(path: Path) -> int:
             raise VideoDecodeError(path, "corrupt", f"demuxing failed: {err}") from err
 
 
-def _decode_pass(path: Path, wanted: np.ndarray) -> tuple[int, list[np.ndarray]]:
+def _decode_pass(path: Path, wanted: np.ndarray, thread_type: str) -> tuple[int, list[np.ndarray]]:
     """Decode every frame; return the decoded count and the RGB frames at ``wanted`` (repeats allowed)."""
     want = set(wanted.tolist())
     found: dict[int, np.ndarray] = {}
     n = 0
+    last_pts, last_duration = None, 0  # the latest-ending frame seen, in stream time_base units
     with _open(path) as container:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"  # frame + slice threads inside FFmpeg; the output is bit-identical
-        declared = stream.frames
+        stream.thread_type = thread_type  # "AUTO": frame + slice threads inside FFmpeg; bit-identical output
         try:
             for frame in container.decode(stream):
                 if n in want:
                     found[n] = _to_rgb(frame)
                 n += 1
-        except _DECODE_ERRORS as err:
-            raise VideoDecodeError(path, "corrupt", f"decoder error after {n} frames: {err}") from err
+                if frame.pts is not None and (last_pts is None or frame.pts > last_pts):
+                    last_pts, last_duration = frame.pts, frame.duration or 0
+        except _DECODE_ERRORS as err:  # single-threaded decoding raises here on a cut stream
+            cut = _truncation(container, stream, n, last_pts, last_duration)
+            detail = f"decoder error after {n} frames: {err}"
+            raise VideoDecodeError(
+                path, "truncated" if cut else "corrupt", f"{cut}; {detail}" if cut else detail
+            ) from err
+        cut = _truncation(container, stream, n, last_pts, last_duration)
+    if cut:  # threaded decoding just stops early on a cut stream
+        raise VideoDecodeError(path, "truncated", cut)
     if n == 0:
         raise VideoDecodeError(path, "no_frames", "the video stream decodes to zero frames")
-    if declared > 0 and n < TRUNCATED_FRACTION * declared:
-        raise VideoDecodeError(path, "truncated", f"decoded {n} of {declared} frames the stream declares")
     return n, [found[i] for i in wanted.tolist() if i in found]
+
+
+def _truncation(
+    container: av.container.InputContainer, stream: av.VideoStream, n: int, last_pts: int | None, last_duration: int
+) -> str:
+    """Why the decoded stream ends early on every declared measure (see the module docstring), or "" if not.
+
+    Args:
+        container: the open file.
+        stream: its first video stream.
+        n: frames decoded.
+        last_pts: presentation time of the latest-ending decoded frame (stream time_base), None if unknown.
+        last_duration: that frame's duration (stream time_base), 0 if unknown.
+    """
+    tb = stream.time_base
+    rate = stream.average_rate or stream.guessed_rate
+    frame_s = float(last_duration * tb) if last_duration and tb else (1 / float(rate) if rate else 0.0)
+    checks = []  # (short beyond the tolerance, what was compared)
+    declared = stream.frames  # 0 when the container does not store it (Matroska, WebM)
+    if declared > 0:
+        allowed = max(TRUNCATION_TOLERANCE_FRAMES, TRUNCATION_TOLERANCE_FRACTION * declared)
+        checks.append((declared - n > allowed, f"decoded {n} of {declared} frames the stream declares"))
+    start, duration = _declared_span(container, stream)
+    if duration and last_pts is not None and tb:
+        end = float((last_pts + last_duration) * tb) if last_duration else float(last_pts * tb) + frame_s
+        allowed = max(TRUNCATION_TOLERANCE_FRAMES * frame_s, TRUNCATION_TOLERANCE_FRACTION * duration)
+        checks.append(
+            (start + duration - end > allowed, f"frames end at {end:.2f} s of a declared {start + duration:.2f} s")
+        )
+    if checks and all(short for short, _ in checks):
+        return ", ".join(text for _, text in checks)
+    return ""
+
+
+def _declared_span(container: av.container.InputContainer, stream: av.VideoStream) -> tuple[float, float | None]:
+    """(start, duration) in seconds that the file declares for the video stream; duration None if it does not."""
+    tb = stream.time_base
+    start = float(stream.start_time * tb) if stream.start_time is not None and tb else 0.0
+    if stream.duration and tb:
+        return start, float(stream.duration * tb)
+    tag = stream.metadata.get("DURATION", "")  # Matroska's per-track tag, "HH:MM:SS.nnnnnnnnn"
+    if re.fullmatch(r"\d+:\d\d:\d\d(\.\d+)?", tag):
+        h, m, sec = tag.split(":")
+        return start, int(h) * 3600 + int(m) * 60 + float(sec)
+    if container.duration and len(container.streams) == 1:  # the container's span is the video's only then
+        return (container.start_time or 0) / av.time_base, container.duration / av.time_base
+    return start, None
 
 
 def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
