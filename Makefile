@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 install: $(VENV)/.installed
 
 run: install
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) --rerun-incomplete
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES)
 
 test: install
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q
@@ -30,4 +30,4 @@ lint: install
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --lint
 
 clean:
-	rm -rf results .snakemake
+	rm -rf .snakemake .ruff_cache .pytest_cache  # results/ is kept: delete a run folder by hand

@@ -66,7 +66,7 @@ TEXT, FRAME, PATCH = 0, 1, 2  # type embeddings
 class CrossEncoder(PairMethod):
     options_class = CrossEncoderOptions
 
-    def __init__(self, backbones: Backbones, options: dict[str, Any]):
+    def __init__(self, backbones: Backbones, options: dict[str, Any], methods: dict[str, Any] | None = None):
         super().__init__(backbones, options)
         opts = self.opts
         text_dim, frame_dim = backbones.text.dim, backbones.frame.dim
@@ -193,33 +193,38 @@ class CrossEncoder(PairMethod):
         h = self.fusion(x, src_key_padding_mask=valid == 0)  # [P, 1+L+Tv, D]
         return self.head(h[:, 0]).squeeze(-1)  # [P]
 
-    def score(self, queries: Features, gallery: Features) -> Tensor:
-        """[n_text, n_video]: one fusion pass per pair, ``pair_chunk`` pairs at a time."""
-        n_text, n_video = queries["tokens"].shape[0], gallery["tokens"].shape[0]
+    def interaction_scores(self, queries: Features, gallery: Features, candidates: Tensor) -> Tensor:
+        """[n_text, k] fusion-head scores of the candidates, ``pair_chunk`` pairs per fusion pass."""
+        n_text, k = candidates.shape
         width = max(int(queries["mask"].sum(1).max()), 1)
         text, mask = queries["tokens"][:, :width], queries["mask"][:, :width]  # [n_text, L, D], [n_text, L]
         video = gallery["tokens"]  # [n_video, Tv, D]
-        out = text.new_empty(n_text, n_video)
-        videos_per_chunk = max(1, min(n_video, self.opts.pair_chunk))
+        out = text.new_empty(n_text, k)
+        videos_per_chunk = max(1, min(k, self.opts.pair_chunk))
         texts_per_chunk = max(1, self.opts.pair_chunk // videos_per_chunk)
         for t0 in range(0, n_text, texts_per_chunk):
             t1 = min(t0 + texts_per_chunk, n_text)
-            for v0 in range(0, n_video, videos_per_chunk):
-                v1 = min(v0 + videos_per_chunk, n_video)
+            for v0 in range(0, k, videos_per_chunk):
+                v1 = min(v0 + videos_per_chunk, k)
                 q, g = t1 - t0, v1 - v0
                 s = self.pair_scores(
                     text[t0:t1, None].expand(q, g, -1, -1).flatten(0, 1),
                     mask[t0:t1, None].expand(q, g, -1).flatten(0, 1),
-                    video[None, v0:v1].expand(q, g, -1, -1).flatten(0, 1),
+                    video[candidates[t0:t1, v0:v1].flatten()],
                 )
                 out[t0:t1, v0:v1] = s.view(q, g)
-        if self.opts.residual:
-            out = out + self.dual_scale() * queries["dual"] @ gallery["dual"].T
         return out
 
-    def dual_scores(self, queries: Features, gallery: Features) -> Tensor:
-        """The warm-start dual encoder's cosine [n_text, n_video] (used by re-ranking's ``cross+dual``)."""
-        return queries["dual"] @ gallery["dual"].T
+    def score_candidates(self, queries: Features, gallery: Features, candidates: Tensor) -> Tensor:
+        """[n_text, k]: the fusion score, plus the residual dual cosine when ``residual``."""
+        out = self.interaction_scores(queries, gallery, candidates)
+        if self.opts.residual:
+            dual = (queries["dual"][:, None] * gallery["dual"][candidates]).sum(-1)  # [n_text, k]
+            out = out + self.dual_scale() * dual
+        return out
+
+    def loss_label(self) -> str:
+        return "match"
 
     # -- training -------------------------------------------------------------------------------------------------
 

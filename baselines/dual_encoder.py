@@ -34,7 +34,7 @@ class DualEncoderOptions:
 class DualEncoder(EmbeddingMethod):
     options_class = DualEncoderOptions
 
-    def __init__(self, backbones: Backbones, options: dict[str, Any]):
+    def __init__(self, backbones: Backbones, options: dict[str, Any], methods: dict[str, Any] | None = None):
         super().__init__(backbones, options)
         self.video_proj = nn.Linear(backbones.frame.dim, self.opts.dim)
         self.text_proj = nn.Linear(backbones.text.dim, self.opts.dim)
@@ -56,6 +56,12 @@ class DualEncoder(EmbeddingMethod):
 
     def gallery_vectors(self, gallery: Features) -> Tensor:
         return gallery["video"]
+
+    def logit_scale(self) -> float:
+        return float(self.nce.scale())
+
+    def loss_label(self) -> str:
+        return "nce"
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         video = self.encode_videos(batch["frames"])["video"]

@@ -34,7 +34,7 @@ from cret.ccm import CCM, CCMConfig, local_score
 from cret.gees import gees_loss, mean_nce_loss
 from vtrbench.backbones import MAX_FRAMES, Backbones
 from vtrbench.losses import InfoNCE, gather_features, symmetric_cross_entropy
-from vtrbench.methods import Batch, EmbeddingMethod, Features
+from vtrbench.methods import Batch, EmbeddingMethod, Features, LossFn
 
 
 @dataclass
@@ -66,7 +66,7 @@ class CRETOptions:
 class CRET(EmbeddingMethod):
     options_class = CRETOptions
 
-    def __init__(self, backbones: Backbones, options: dict[str, Any]):
+    def __init__(self, backbones: Backbones, options: dict[str, Any], methods: dict[str, Any] | None = None):
         super().__init__(backbones, options)
         opts = self.opts
         text_dim, frame_dim = backbones.text.dim, backbones.frame.dim
@@ -132,7 +132,19 @@ class CRET(EmbeddingMethod):
             return gallery["mean"]
         return torch.cat([gallery["mean"], gallery["centres"].flatten(1)], dim=1)  # [n_v, D + K*Dt]
 
+    def logit_scale(self) -> float:
+        """The global branch's inverse temperature (the score's leading term is <t, mu_v>)."""
+        return float(self.global_nce.scale())
+
     # ----- training -----
+    def loss_label(self) -> str:
+        return self.opts.global_loss
+
+    @classmethod
+    def loss_benchmarks(cls) -> dict[str, LossFn]:
+        """GEES against NCE on the means, alone (the paper's Fig. 5 cost question)."""
+        return {"gees": gees_loss, "nce": mean_nce_loss}
+
     def loss(self, batch: Batch) -> dict[str, Tensor]:
         h, z_v = self._video_features(batch["frames"])
         queries = self.encode_texts(batch["input_ids"], batch["attention_mask"])

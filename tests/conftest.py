@@ -30,13 +30,20 @@ def smoke_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _copy_workflow(dest: Path) -> None:
+def copy_workflow(dest: Path) -> Path:
+    """A copy of the workflow (the package itself is installed), so runs leave nothing in the repo."""
     import shutil
 
-    shutil.copy(REPO / "Snakefile", dest / "Snakefile")
     for folder in ("workflow", "config", "data"):
-        if (REPO / folder).is_dir():
-            shutil.copytree(REPO / folder, dest / folder)
+        shutil.copytree(REPO / folder, dest / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def run_folder(root: Path, run_name: str, method: str, seed: int = 0) -> Path:
+    """``results/{run_name}/runs/{method}/{fingerprint}/seed{seed}`` (the one fingerprint folder of that method)."""
+    found = sorted((root / "results" / run_name / "runs" / method).glob(f"*/seed{seed}"))
+    assert len(found) == 1, f"expected one run folder of {method}, found {found}"
+    return found[0]
 
 
 def snakemake_env() -> dict:
@@ -55,7 +62,7 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory):
     import sys
 
     folder = tmp_path_factory.mktemp("smoke_run")
-    _copy_workflow(folder)
+    copy_workflow(folder)
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/smoke.yaml"]
     proc = subprocess.run(cmd, cwd=folder, env=snakemake_env(), capture_output=True, text=True, timeout=900)
     return folder, cmd, proc

@@ -7,7 +7,7 @@ import torch
 from tests.test_methods import TINY, B, H, _batch
 from vtrbench.backbones import BackboneConfig, Backbones
 from vtrbench.methods import build_method
-from vtrbench.train import _param_groups
+from vtrbench.train import param_groups
 
 CROSS = {"class": "cross_encoder", "dual_dim": 16, "fusion_layers": 1, "fusion_heads": 2, "pair_chunk": 5}
 
@@ -38,7 +38,19 @@ def test_residual_starts_at_the_dual_score():
     method = _build()
     batch = _batch()
     g, q = method.encode_videos(batch["frames"]), method.encode_texts(batch["input_ids"], batch["attention_mask"])
-    torch.testing.assert_close(method.score(q, g), method.dual_scale() * method.dual_scores(q, g))
+    torch.testing.assert_close(method.score(q, g), method.dual_scale() * q["dual"] @ g["dual"].T)
+
+
+def test_interaction_scores_are_the_full_score_minus_the_residual():
+    method = _build()
+    torch.nn.init.normal_(method.head.weight)  # a fusion head that is not zero
+    batch = _batch()
+    g, q = method.encode_videos(batch["frames"]), method.encode_texts(batch["input_ids"], batch["attention_mask"])
+    cand = torch.tensor([[0, 2], [1, 3], [3, 0], [2, 1]])
+    residual = method.dual_scale() * (q["dual"][:, None] * g["dual"][cand]).sum(-1)
+    full, fusion = method.score_candidates(q, g, cand), method.interaction_scores(q, g, cand)
+    torch.testing.assert_close(fusion, full - residual)
+    torch.testing.assert_close(full, method.score(q, g).gather(1, cand), atol=1e-5, rtol=1e-5)
 
 
 def test_candidates_group_first_then_hardest():
@@ -65,7 +77,7 @@ def test_warm_start_copies_towers_and_heads_and_scales_lr():
         "train": {"weight_decay": 0.01, "backbone_lr_scale": 1.0},
         "model": {"text": {"pretrained": None}, "frame": {"pretrained": None}},
     }
-    scales = {id(p): g["lr_scale"] for g in _param_groups(cross, config) for p in g["params"]}
+    scales = {id(p): g["lr_scale"] for g in param_groups(cross, config) for p in g["params"]}
     assert scales[id(cross.backbones.text.bert.embeddings.word_embeddings.weight)] == 0.1
     assert scales[id(cross.dual_text_proj.weight)] == 0.1 and scales[id(cross.head.weight)] == 1.0
 

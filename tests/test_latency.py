@@ -37,7 +37,9 @@ def test_benchmark_writes_the_documented_rows(smoke_config, smoke_data, tmp_path
     runs = tmp_path / "runs"
     train(config, "dual_mean", 0, smoke_data, runs / "dual_mean" / "seed0")
     config["latency"].update(gallery_sizes=[4, 50], warmup=1, repeats=2, batched_repeats=1, batch_size=4)
-    frame = benchmark(config, "dual_mean", 0, smoke_data, runs, tmp_path / "latency.csv")
+    frame = benchmark(
+        config, "dual_mean", 0, smoke_data, [runs / "dual_mean" / "seed0" / "model.pt"], tmp_path / "latency.csv"
+    )
     on_disk = pd.read_csv(tmp_path / "latency.csv")
     assert list(on_disk.columns) == COLUMNS and len(on_disk) == len(frame)
     assert set(on_disk.stage) == {"gallery_encode", "query_encode", "search", "memory"}

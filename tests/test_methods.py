@@ -1,12 +1,26 @@
-"""Every registered method on a tiny config: the interface contract, shapes and finite gradients."""
+"""Every method the suite ships on a tiny config: the interface contract, shapes and finite gradients.
+
+The list is derived, not hand-written: every trainable entry of every shipped config (config/*.yaml), on tiny
+backbones; a registered class that no shipped config uses fails the coverage test.
+"""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import yaml
 
+from tests.conftest import REPO
 from vtrbench.backbones import BackboneConfig, Backbones
-from vtrbench.methods import METHODS, EmbeddingMethod, NoOptions, build_method, gallery_floats_per_video, resolve
+from vtrbench.methods import (
+    METHODS,
+    EmbeddingMethod,
+    NoOptions,
+    PairMethod,
+    build_method,
+    gallery_floats_per_video,
+    resolve,
+)
 
 TINY = {
     "text": {"hidden": 32, "layers": 2, "heads": 2, "max_length": 12},
@@ -22,6 +36,22 @@ VARIANTS = {
     "cret_frames": {"class": "cret", "dim": 16, "num_centres": 3, "video_memory": "frames"},
 }
 B, M, H, L = 4, 4, 32, 12
+
+
+def shipped_methods() -> dict[str, tuple[dict, dict]]:
+    """``{config:method: (entry, the config's method table)}`` for every trainable method of every shipped config."""
+    out = {}
+    for path in sorted((REPO / "config").glob("*.yaml")):
+        if path.name == "schema.yaml":
+            continue
+        methods = yaml.safe_load(path.read_text())["methods"]
+        for name, entry in methods.items():
+            if resolve(entry["class"]).kind in ("embedding", "pair"):
+                out[f"{path.stem}:{name}"] = (entry, methods)
+    return out
+
+
+SHIPPED = shipped_methods()
 
 
 def _batch() -> dict[str, torch.Tensor]:
@@ -41,10 +71,12 @@ def test_every_registered_class_resolves_and_declares_its_options():
         assert resolve(name).options_class is not NoOptions, name  # imported, and its config keys are checked
 
 
-@pytest.mark.parametrize("name", sorted(VARIANTS))
-def test_method_contract(name):
-    torch.manual_seed(0)
-    method = build_method(Backbones(BackboneConfig.from_dict(TINY), vocab_size=60, image_size=H), VARIANTS[name])
+def test_every_trainable_registered_class_is_shipped_and_contract_tested():
+    trainable = {name for name in METHODS if resolve(name).kind in ("embedding", "pair")}
+    assert trainable == {entry["class"] for entry, _ in SHIPPED.values()} >= {"dual_encoder", "cret", "cross_encoder"}
+
+
+def _contract(method) -> None:
     batch = _batch()
     gallery = method.encode_videos(batch["frames"])
     queries = method.encode_texts(batch["input_ids"], batch["attention_mask"])
@@ -55,11 +87,28 @@ def test_method_contract(name):
         flat = method.gallery_vectors(gallery)
         torch.testing.assert_close(method.query_vectors(queries) @ flat.T, scores)
         assert gallery_floats_per_video(gallery) == flat.shape[1]
+    else:  # a pair method: full scoring is scoring every video as a candidate
+        assert isinstance(method, PairMethod)
+        cand = torch.tensor([[1, 0], [2, 1], [3, 2], [0, 3]])
+        torch.testing.assert_close(method.score_candidates(queries, gallery, cand), scores.gather(1, cand))
     terms = method.loss(batch)
     assert terms and all(k.endswith("_loss") for k in terms)
     sum(terms.values()).backward()
     grads = [p.grad for p in method.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_method_contract(name):
+    torch.manual_seed(0)
+    _contract(build_method(Backbones(BackboneConfig.from_dict(TINY), vocab_size=60, image_size=H), VARIANTS[name]))
+
+
+@pytest.mark.parametrize("key", sorted(SHIPPED))
+def test_shipped_method_contract(key):
+    entry, methods = SHIPPED[key]
+    torch.manual_seed(0)
+    _contract(build_method(Backbones(BackboneConfig.from_dict(TINY), vocab_size=60, image_size=H), entry, methods))
 
 
 def test_cret_gallery_holds_mean_and_centres():

@@ -21,7 +21,8 @@ from transformers import BertConfig, BertModel, BertTokenizerFast, ViTConfig, Vi
 from tests.conftest import REPO
 from vtrbench import config as config_lib
 from vtrbench.backbones import BackboneConfig, Backbones, load_tokenizer
-from vtrbench.train import _param_groups, build, train
+from vtrbench.runs import build
+from vtrbench.train import param_groups, train
 
 PRETRAINED_SIZE = 32  # the tiny ViT is "pretrained" at 32 px; the smoke data is 16 px -> position interpolation
 
@@ -103,7 +104,7 @@ def test_short_training_with_pretrained_backbones(
     setup = build(cfg, method, smoke_data)
     scales = {
         name.split(".")[1]: group["lr_scale"]
-        for group in _param_groups(setup.method, cfg)
+        for group in param_groups(setup.method, cfg)
         for name, p in setup.method.named_parameters()
         if name.startswith("backbones.") and any(p is q for q in group["params"])
     }

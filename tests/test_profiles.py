@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import REPO, copy_workflow
 
 PROFILES = REPO / "workflow" / "profiles"
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -22,13 +21,7 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     """A copy of the workflow (the package itself is installed), so dry runs leave no .snakemake/ in the repo."""
-    for name in ("Snakefile", "workflow", "config", "data"):
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
-        elif src.exists():
-            shutil.copy(src, tmp_path / name)
-    return tmp_path
+    return copy_workflow(tmp_path)
 
 
 def dry_run(workdir: Path, *args: str) -> str:
@@ -48,7 +41,7 @@ def dry_run(workdir: Path, *args: str) -> str:
 
 
 def train_commands(text: str) -> list[str]:
-    return re.findall(r"^(.*) train --config-json", text, flags=re.M)
+    return re.findall(r"^(.*) train --config ", text, flags=re.M)
 
 
 def test_slurm_profile_dry_run(workdir: Path) -> None:

@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +21,8 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import REPO, copy_workflow
+from vtrbench import config, plan
 from vtrbench.cli import main
 
 SMOKE = str(REPO / "config" / "smoke.yaml")
@@ -138,15 +138,14 @@ def test_same_seed_same_metrics_json_other_seed_differs(smoke_data, reference_ru
 
 @pytest.mark.slow
 def test_killed_workflow_resumes_from_checkpoint_on_rerun(tmp_path):
-    shutil.copy(REPO / "Snakefile", tmp_path / "Snakefile")
-    shutil.copytree(REPO / "workflow", tmp_path / "workflow")
-    shutil.copytree(REPO / "config", tmp_path / "config")
+    copy_workflow(tmp_path)
     cfg = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
     cfg["methods"] = {"cret": cfg["methods"]["cret"]}
     cfg["train"].update(steps=STEPS, eval_every=EVAL_EVERY)
+    cfg["run_name"] = "long"
     (tmp_path / "config" / "long.yaml").write_text(yaml.safe_dump(cfg))
-    run_dir = tmp_path / "results/runs/synthetic/cret/seed0"
-    target = "results/runs/synthetic/cret/seed0/model.pt"
+    run_dir = tmp_path / "results" / "long" / "runs" / "cret" / plan.run_unit(config.validate(cfg), "cret").fp / "seed0"
+    target = str(run_dir.relative_to(tmp_path) / "model.pt")
     snakemake = [sys.executable, "-m", "snakemake", "--cores", "1"]
     configfile = ["--configfile", "config/long.yaml"]  # last: it takes several values
     throttle = tmp_path / "throttle"  # sitecustomize: slows steps >= EVAL_EVERY of the training job only
@@ -184,17 +183,15 @@ def test_killed_workflow_resumes_from_checkpoint_on_rerun(tmp_path):
     killed_at = _checkpoint_step(run_dir / "checkpoint" / "last.pt")
     assert not (run_dir / "model.pt").exists()
 
-    # Snakemake's lock and incomplete markers survive a SIGKILL: the documented recovery is --unlock, then a rerun
-    # with --rerun-incomplete (which deletes the incomplete declared outputs but not checkpoint/, so training resumes)
+    # Snakemake's lock survives a SIGKILL: the documented recovery is --unlock, then the same command again (the
+    # default profile's rerun-incomplete deletes the incomplete declared outputs, not checkpoint/: training resumes)
     locked = subprocess.run([*snakemake, target, *configfile], cwd=tmp_path, env=ENV, capture_output=True, text=True)
     assert locked.returncode != 0  # never takes the half-written train_log.csv / val_log.csv as done
     assert "Incomplete files" in locked.stderr or "--unlock" in locked.stderr
     subprocess.run([*snakemake, "--unlock", *configfile], cwd=tmp_path, env=ENV, capture_output=True, check=True)
-    rerun = subprocess.run(
-        [*snakemake, "--rerun-incomplete", target, *configfile], cwd=tmp_path, env=ENV, capture_output=True, text=True
-    )
+    rerun = subprocess.run([*snakemake, target, *configfile], cwd=tmp_path, env=ENV, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    log = (tmp_path / "results/logs/train/synthetic/cret/seed0.log").read_text()
+    log = (tmp_path / "results/long/logs/train" / f"cret-{run_dir.parent.name}-seed0.log").read_text()
     assert f"at step {killed_at}" in log and "resuming cret seed 0" in log
     assert pd.read_csv(run_dir / "train_log.csv").step.tolist() == list(range(1, STEPS + 1))
 

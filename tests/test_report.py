@@ -13,7 +13,7 @@ import matplotlib.image as mpimg
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO, snakemake_env
+from tests.conftest import REPO, run_folder, snakemake_env
 from vtrbench.report import html as report_html
 from vtrbench.report import plots, provenance
 
@@ -21,10 +21,10 @@ METHODS = ["dual_mean", "cret", "cret_global"]
 
 
 def make_results(root: Path, dataset: str = "synthetic", incomplete: bool = False) -> Path:
-    """A small results tree: summary, runs' logs, manifest, benchmarks, latency, throughput and frame sweep."""
+    """A small results root: the tables every optional step writes, a manifest and a benchmark file."""
     tables = root / "tables"
     tables.mkdir(parents=True)
-    runs = []
+    runs, curves, losses = [], [], []
     for i, method in enumerate(METHODS):
         for seed in (0, 1):
             runs.append(
@@ -46,41 +46,51 @@ def make_results(root: Path, dataset: str = "synthetic", incomplete: bool = Fals
                     "pairwise_reversal": 50.0 + 10 * i,
                     "gallery_floats_per_video": 64 * (i + 1),
                     "train_clips_per_s": 300.0 - 50 * i + seed,
+                    "commit": "abc1234",
                 }
             )
-            run_dir = root / "runs" / dataset / method / f"seed{seed}"
-            run_dir.mkdir(parents=True)
             steps = [10, 20, 30]
-            pd.DataFrame(
-                {"step": steps, "train_seconds": [1.0 + i, 2.0 + i, 3.0 + i], "val": [1, 2, 3], "t2v_R@1": [5, 9, 12]}
-            ).to_csv(run_dir / "val_log.csv", index=False)
-            pd.DataFrame({"step": steps, "loss": [3.0, 2.0, 1.5], "samples_per_s": [300, 310, 320]}).to_csv(
-                run_dir / "train_log.csv", index=False
+            curves.append(
+                pd.DataFrame({"step": steps, "train_seconds": [1.0 + i, 2.0 + i, 3.0 + i], "val": [1, 2, 3]})
+                .assign(**{"t2v_R@1": [5, 9, 12]})
+                .assign(method=method, seed=seed)
             )
+            losses.append(pd.DataFrame({"step": steps, "loss": [3.0, 2.0, 1.5]}).assign(method=method, seed=seed))
     from vtrbench.report.aggregate import summarize_runs
 
+    pd.DataFrame(runs).to_csv(tables / "runs.csv", index=False)
     summarize_runs(pd.DataFrame(runs)).to_csv(tables / "summary.csv", index=False)
+    pd.concat(curves).to_csv(tables / "curves.csv", index=False)
+    pd.concat(losses).to_csv(tables / "train_curves.csv", index=False)
     manifest = {"dataset": dataset, "fingerprint": "abc123", "incomplete": incomplete, "problems": 3 * incomplete}
     manifest["counts"] = {"test": {"videos": 100, "captions": 100}}
-    (root / "data" / dataset).mkdir(parents=True)
-    (root / "data" / dataset / "manifest.json").write_text(json.dumps(manifest))
-    bench = root / "benchmarks" / "train" / dataset / "cret"
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "manifest.json").write_text(json.dumps(manifest))
+    bench = root / "benchmarks" / "train"
     bench.mkdir(parents=True)
-    (bench / "seed0.tsv").write_text("s\th:m:s\tmax_rss\tcpu_time\n12.5\t0:00:12\t300.1\t20.0\n")
-    latency = [
-        {"method": m, "stage": stage, "backend": "faiss", "gallery_size": size, "batch_size": 1, "per_item_ms": ms}
+    (bench / "cret-0123abcd-seed0.tsv").write_text("s\th:m:s\tmax_rss\tcpu_time\n12.5\t0:00:12\t300.1\t20.0\n")
+    online = [
+        {"method": m, "gallery_size": size, "backend": "faiss", "k": 0, "search_ms": ms, "ms_per_query": 1.0 + i + ms}
+        | {"extrapolated": False}
         for i, m in enumerate(METHODS)
-        for stage, size, ms in (("query_encode", 0, 1.0 + i), ("search", 100, 0.1), ("search", 1000, 0.5))
-    ] + [{"method": "cret", "stage": "gallery_encode", "backend": "model", "gallery_size": 0, "batch_size": 1,
-          "per_item_ms": 99.0}]  # fmt: skip
-    pd.DataFrame(latency).to_csv(tables / "latency.csv", index=False)
+        for size, ms in ((100, 0.1), (10_000, 0.5))
+    ]
+    pd.DataFrame(online).to_csv(tables / "latency_vs_gallery.csv", index=False)
+    recall = [
+        {"method": m, "kind": "embedding", "t2v_R@1_mean": 20.0 + 10 * i, "query_ms": 1.1 + i, "pareto": i == 0}
+        for i, m in enumerate(METHODS)
+    ]
+    pd.DataFrame(recall).to_csv(tables / "recall_latency.csv", index=False)
     pd.DataFrame(
         [
-            {"method": m, "frames": f, "batch_size": 32, "step_ms": 10.0 * f * (i + 1)}
+            {"method": m, "frames": f, "batch_size": 32, "step_ms": 10.0 * f * (i + 1), "overhead": 1.02}
             for i, m in enumerate(METHODS)
             for f in (2, 4, 8)
         ]
     ).to_csv(tables / "throughput.csv", index=False)
+    pd.DataFrame(
+        [{"loss": loss, "frames": f, "batch_size": 32, "ms": 0.1 * f} for loss in ("gees", "nce") for f in (2, 4, 8)]
+    ).to_csv(tables / "loss_throughput.csv", index=False)
     pd.DataFrame(
         [
             {
@@ -115,9 +125,19 @@ def _images(html: str) -> list[bytes]:
     return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)]
 
 
+def _inputs(results: Path, skip: tuple[str, ...] = ()) -> report_html.ReportInputs:
+    tables = [p for p in sorted((results / "tables").glob("*.csv")) if p.name not in skip]
+    return report_html.ReportInputs.from_paths(
+        tables,
+        manifest=results / "data" / "manifest.json",
+        ledger=REPO / "data" / "published.csv",
+        benchmarks=sorted((results / "benchmarks").glob("**/*.tsv")),
+    )
+
+
 def render(tmp_path: Path, dataset: str = "synthetic", incomplete: bool = False) -> tuple[str, Path]:
     results = make_results(tmp_path / "results", dataset, incomplete)
-    out = report_html.render_report(results / "tables", results / "report.html", _config(dataset))
+    out = report_html.render_report(_inputs(results), results / "report.html", _config(dataset), results / "figures")
     return out.read_text(), results
 
 
@@ -128,25 +148,27 @@ def test_every_section_from_hand_made_tables(tmp_path):
         assert method in html
     for _, row in summary.iterrows():
         assert f"{row['t2v_R@1_mean']:.1f} ± {row['t2v_R@1_std']:.1f}" in html
-    assert "not run" not in html.replace("not comparable", "")
+    assert "not run" not in html.replace("not comparable", "").replace("No re-ranker", "")
     images = _images(html)
-    assert len(images) == 5  # recall-vs-latency, latency-vs-gallery, frame sweep, step time, training curves
+    figures = ["recall_vs_cost", "latency_vs_gallery", "frame_sweep", "step_time", "training_curves"]
+    assert len(images) == len(figures)
     for data in images:
         assert mpimg.imread(io.BytesIO(data), format="png").ndim == 3
-    assert sorted(p.name for p in (results / "figures").glob("*.png")) == sorted(
-        ["recall_vs_cost.png", "latency_vs_gallery.png", "frame_sweep.png", "step_time.png", "training_curves.png"]
-    )
+    assert sorted(p.name for p in (results / "figures").glob("*.png")) == sorted(f"{f}.png" for f in figures)
     # no network needed to view it: nothing is loaded from another host
     assert not re.search(r'(src|href)="(https?:)?//', html)
-    # findings: the best method with its seed spread; latency at the 100-video test gallery, offline excluded
+    # findings: the best method with its seed spread; the latency the tradeoff table holds
     assert "Best text→video R@1: cret_global" in html and "combined std" in html
     assert "Cheapest per text query: dual_mean (1.100 ms" in html
-    # provenance: fingerprint, wall time per step from the benchmark files, package versions
-    assert "abc123" in html and "12.5" in html and "seaborn" in html
-    # synthetic data: every published row is marked not comparable, none comparable
+    # provenance: fingerprint, the runs' commit, wall time per step from the benchmark files, package versions
+    assert "abc123" in html and "abc1234" in html and "12.5" in html and "seaborn" in html
+    # synthetic data: every published row is marked not comparable, none comparable; the ledger is collapsed
     assert 'id="not-comparable"' in html and ">comparable<" not in html
+    assert '<details id="ledger-details">' in html
     assert "CRET Table 7" in html and "[S]" in html and "[V]" in html
     assert 'id="incomplete"' not in html
+    # the latency table is methods x gallery sizes, sizes printed as integers
+    assert "10,000 videos" in html and "10,000.000" not in html
 
 
 def test_real_protocol_shows_comparable_rows_and_incomplete_banner(tmp_path):
@@ -154,15 +176,28 @@ def test_real_protocol_shows_comparable_rows_and_incomplete_banner(tmp_path):
     assert 'id="incomplete"' in html
     assert 'id="not-comparable"' not in html
     assert html.count('<tr class="comparable">') >= 11  # CRET Table 1 (11 rows) is on msrvtt-1kA-7k-train
+    assert '<details id="ledger-details" open>' in html  # a real-data run shows the ledger expanded
 
 
 def test_missing_optional_tables_say_not_run(tmp_path):
     results = make_results(tmp_path / "results")
-    for name in ("latency.csv", "throughput.csv", "frame_sweep.csv"):
-        (results / "tables" / name).unlink()
-    html = report_html.render_report(results / "tables", results / "r.html", _config()).read_text()
-    assert "Frame sweep not run" in html and "no results/tables/latency.csv" in html
+    skip = ("latency_vs_gallery.csv", "recall_latency.csv", "throughput.csv", "loss_throughput.csv", "frame_sweep.csv")
+    inputs = _inputs(results, skip)  # a stale file on disk is not read when the rule does not give it
+    html = report_html.render_report(inputs, results / "r.html", _config(), results / "figures").read_text()
+    assert "Frame sweep not run" in html and "no latency table" in html
     assert len(_images(html)) == 2  # recall vs gallery memory, training curves
+
+
+def test_ledger_path_is_shown_relative_to_the_project(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    html, _ = render(tmp_path)
+    assert "data/published.csv" in html and str(REPO) not in html
+
+
+def test_integer_columns_print_as_integers():
+    frame = pd.DataFrame({"method": ["a"], "frames": [2.0], "gallery_size": [10000.0], "step_ms": [3.14159]})
+    cells = report_html.table(frame)["rows"][0]
+    assert cells == ["a", "2", "10,000", "3.1"]
 
 
 def test_ledger_has_provenance_fields():
@@ -176,29 +211,31 @@ def test_ledger_has_provenance_fields():
 
 
 def test_pareto_and_palette():
+    from vtrbench.report.tradeoff import pareto_flags
+
     points = pd.DataFrame({"method": ["a", "b", "c"], "x": [1.0, 2.0, 3.0], "y": [5.0, 4.0, 9.0]})
-    assert plots.pareto_front(points, "x", "y")["method"].tolist() == ["a", "c"]
+    assert points["method"][pareto_flags(points, "x", "y")].tolist() == ["a", "c"]
     palette = plots.method_palette(["a", "b"])
     assert palette["a"] != palette["b"]
 
 
 def test_benchmark_times_reads_snakemake_tsv(tmp_path):
     make_results(tmp_path)
-    bench = provenance.benchmark_times(tmp_path)
+    bench = provenance.benchmark_times(sorted((tmp_path / "benchmarks").glob("**/*.tsv")))
     assert bench.loc[0, "rule"] == "train" and bench.loc[0, "seconds"] == 12.5
-    assert provenance.benchmark_times(tmp_path / "nowhere").empty
+    assert provenance.benchmark_times([]).empty
 
 
 @pytest.mark.slow
 def test_report_from_smoke_run(smoke_run):
     folder, _, proc = smoke_run
     assert proc.returncode == 0, proc.stderr[-3000:]
-    html = (folder / "results" / "report.html").read_text()
-    summary = pd.read_csv(folder / "results" / "tables" / "summary.csv")
+    html = (folder / "results" / "smoke" / "report.html").read_text()
+    summary = pd.read_csv(folder / "results" / "smoke" / "tables" / "summary.csv")
     for _, row in summary.iterrows():
         subset = not pd.isna(row.get("query_subset_mean"))  # the smoke cross_encoder scores 4 captions
         assert f"<td>{row['method']}{'<sup>*</sup>' if subset else ''}</td>" in html
-        metrics = json.loads((folder / f"results/runs/synthetic/{row['method']}/seed0/metrics.json").read_text())
+        metrics = json.loads((run_folder(folder, "smoke", row["method"]) / "metrics.json").read_text())
         for direction in ("t2v", "v2t"):
             for key in ("R@1", "R@5", "R@10", "MdR", "MnR"):
                 assert f"<td>{metrics[direction][key]:.1f}</td>" in html, (row["method"], direction, key)
@@ -212,7 +249,7 @@ def test_report_from_smoke_run(smoke_run):
 def test_snakemake_report_after_run(smoke_run):
     folder, cmd, proc = smoke_run
     assert proc.returncode == 0, proc.stderr[-3000:]
-    target = folder / "results" / "snakemake-report.html"
+    target = folder / "results" / "smoke" / "snakemake-report.html"
     done = subprocess.run(
         [*cmd, "--report", str(target)], cwd=folder, env=snakemake_env(), capture_output=True, text=True, timeout=300
     )
@@ -235,7 +272,7 @@ def _dual_and_cross_summary(**columns: list) -> pd.DataFrame:
 
 
 def test_findings_say_plainly_whether_the_model_based_side_wins():
-    from vtrbench.report.html import findings
+    from vtrbench.report.findings import findings
 
     summary = _dual_and_cross_summary()
     latency = {"dual": 1.0, "cross": 250.0}
@@ -248,7 +285,8 @@ def test_findings_say_plainly_whether_the_model_based_side_wins():
 
 def test_subset_evaluated_method_is_marked_and_left_out_of_the_v2t_finding():
     """A pair scorer scored on 100 captions ranks each video among 100 captions only: never 'best video->text'."""
-    from vtrbench.report.html import findings, headline_rows
+    from vtrbench.report.findings import findings
+    from vtrbench.report.html import headline_rows
 
     summary = _dual_and_cross_summary(
         **{"v2t_R@1_mean": [41.0, 84.0], "v2t_R@1_std": [1.0, 2.0], "query_subset_mean": [float("nan"), 100.0]}

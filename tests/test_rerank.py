@@ -1,11 +1,16 @@
-"""Two-stage re-ranking against a brute-force reference on hand-made scores."""
+"""Two-stage re-ranking: the merge against a brute-force reference, the (k, w) choice on val only, and the generic
+stage path with a toy pair method written here (no cross-encoder involved)."""
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from baselines.rerank import RerankOptions, rerank, top_candidates, variant_names
+from vtrbench.data.records import SplitData
+from vtrbench.methods import EmbeddingMethod, PairMethod
+from vtrbench.rerank import RerankOptions, Stage, choose, fused, merge, split_scores, sweep, top_candidates
 
 
 def _reference(first: torch.Tensor, second_full: torch.Tensor, k: int) -> list[list[int]]:
@@ -29,25 +34,100 @@ SECOND = torch.tensor([[0.0, 2.0, 5.0, 1.0, 3.0], [4.0, 3.0, 2.0, 1.0, 0.0]])
 @pytest.mark.parametrize("k", [1, 2, 3, 5])
 def test_matches_brute_force(k):
     cand = top_candidates(FIRST, k)
-    scores = rerank(FIRST, SECOND.gather(1, cand), cand)
+    scores = merge(FIRST, SECOND.gather(1, cand), cand)
     assert _ranking(scores) == _reference(FIRST, SECOND, k)
 
 
 def test_k1_keeps_first_stage_order_and_k_all_is_the_pair_ranking():
     cand = top_candidates(FIRST, 1)
-    assert _ranking(rerank(FIRST, SECOND.gather(1, cand), cand)) == _ranking(FIRST)
+    assert _ranking(merge(FIRST, SECOND.gather(1, cand), cand)) == _ranking(FIRST)
     cand = top_candidates(FIRST, 5)
-    assert _ranking(rerank(FIRST, SECOND.gather(1, cand), cand)) == _ranking(SECOND)
+    assert _ranking(merge(FIRST, SECOND.gather(1, cand), cand)) == _ranking(SECOND)
 
 
-def test_variant_names_and_option_checks():
-    assert variant_names("rerank", {"class": "rerank", "k": [10, 20]}) == [
-        "rerank@10",
-        "rerank@10+dual",
-        "rerank@20",
-        "rerank@20+dual",
-    ]
-    with pytest.raises(ValueError, match="fuse"):
-        RerankOptions(fuse=["dual"])
+def test_option_checks():
+    with pytest.raises(ValueError, match="weights"):
+        RerankOptions(weights=[-1.0])
     with pytest.raises(ValueError, match="k must"):
         RerankOptions(k=[])
+
+
+def test_depth_and_weight_are_chosen_on_val_only():
+    """A constructed grid where val prefers (k=5, w=0) and test prefers (k=20, w=1): val decides."""
+    rows = [
+        ("val", 5, 0.0, 60.0),
+        ("val", 20, 1.0, 55.0),
+        ("val", 20, 0.0, 58.0),
+        ("test", 5, 0.0, 40.0),
+        ("test", 20, 1.0, 70.0),
+        ("test", 20, 0.0, 50.0),
+    ]
+    table = pd.DataFrame(rows, columns=["split", "k", "weight", "t2v_R@1"])
+    assert choose(table) == (5, 0.0)
+    tie = pd.concat([table, pd.DataFrame([("val", 3, 0.5, 60.0)], columns=table.columns)], ignore_index=True)
+    assert choose(tie) == (3, 0.5)  # a tie on val goes to the smaller (cheaper) depth
+
+
+class ToyFirst(EmbeddingMethod):
+    """Scores = fixed query/gallery vectors (the features are the vectors themselves)."""
+
+    def __init__(self):
+        torch.nn.Module.__init__(self)
+
+    def query_vectors(self, queries):
+        return queries["v"]
+
+    def gallery_vectors(self, gallery):
+        return gallery["v"]
+
+    def logit_scale(self) -> float:
+        return 10.0
+
+
+class ToyPair(PairMethod):
+    """A joint score that knows the answer for query i: video i scores 1, every other 0."""
+
+    def __init__(self):
+        torch.nn.Module.__init__(self)
+
+    def score_candidates(self, queries, gallery, candidates):
+        return (gallery["id"][candidates] == queries["id"][:, None]).float()  # [n_text, k]
+
+
+def _split(n: int) -> SplitData:
+    return SplitData(
+        video_ids=[f"v{i}" for i in range(n)],
+        frames=None,  # type: ignore[arg-type]
+        group_id=np.full(n, -1),
+        variant=np.array(["original"] * n, dtype=object),
+        captions=[f"c{i}" for i in range(n)],
+        caption_video=np.arange(n),
+    )
+
+
+def test_generic_two_stage_with_a_toy_pair_method():
+    n = 6
+    rng = torch.Generator().manual_seed(0)
+    # first stage: noisy, the positive is 2nd for every query (a distractor i+1 scores higher)
+    vectors = torch.eye(n)
+    queries = {"v": vectors + 1.5 * vectors.roll(1, dims=1), "id": torch.arange(n)}
+    gallery = {"v": vectors + 0.01 * torch.rand(n, n, generator=rng), "id": torch.arange(n)}
+    first, second = Stage(ToyFirst(), queries, gallery), Stage(ToyPair(), queries, gallery)
+    scores = split_scores(first, second, _split(n), kmax=3)
+    assert scores.scale == 10.0 and scores.candidates.shape == (n, 3)
+    opts = RerankOptions(first="f", second="s", k=[1, 3], weights=[0.0, 1.0])
+    table = sweep({"val": scores, "test": scores}, opts)
+    r1 = table.set_index(["split", "k", "weight"])["t2v_R@1"]
+    assert r1[("val", 1, 0.0)] == 0.0  # k = 1 keeps the first stage's wrong top 1
+    assert r1[("val", 3, 0.0)] == 100.0  # the pair method finds the positive among the top 3
+    assert r1[("val", 3, 1.0)] < 100.0  # adding 10 x the noisy first stage once overrides a margin of 1
+    assert choose(table) == (3, 0.0)
+    # w counts the first stage once: final = pair + w * scale * first, on the candidates
+    cand = scores.candidates
+    expected = scores.pair + 1.0 * 10.0 * scores.first.gather(1, cand)
+    merged = fused(scores, 3, 1.0)
+    assert torch.equal(_order_within(merged, cand), _order_within(merge(scores.first, expected, cand), cand))
+
+
+def _order_within(scores: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
+    return torch.argsort(scores.gather(1, cand), dim=1, descending=True, stable=True)

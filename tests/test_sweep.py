@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,26 +13,31 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import REPO
-from vtrbench import sweep
+from tests.conftest import REPO, copy_workflow
+from vtrbench import plan, sweep
 from vtrbench.cli import main
 
 
 def test_sweep_config_overrides_frames_budget_and_loss(smoke_config):
     smoke_config["sweep"].update(frames=[2, 4], steps=7, eval_every=3)
-    cfg, name = sweep.sweep_config(smoke_config, "nce", 2, seed=1)
-    assert name == "cret_nce" and list(cfg["methods"]) == ["cret_nce"]
-    assert cfg["methods"]["cret_nce"] == {**smoke_config["methods"]["cret"], "global_loss": "nce"}
+    cfg, name = sweep.sweep_config(smoke_config, "nce", 2)
+    assert name == "cret_nce_f2" and list(cfg["methods"]) == ["cret_nce_f2"]
+    assert cfg["methods"]["cret_nce_f2"] == {**smoke_config["methods"]["cret"], "global_loss": "nce"}
     assert cfg["dataset"]["frames"] == 4 and cfg["train"]["frames"] == 2 and cfg["eval"]["frames"] == 2
-    assert cfg["train"]["steps"] == 7 and cfg["train"]["eval_every"] == 3 and cfg["seeds"] == [1]
+    assert cfg["train"]["steps"] == 7 and cfg["train"]["eval_every"] == 3
     assert smoke_config["train"]["frames"] == 4  # the main config is left alone
-    prep = sweep.prepare_config(smoke_config)
-    assert set(prep) == {"dataset", "methods", "seeds"} and prep["dataset"]["frames"] == 4
+    points = dict(sweep.sweep_points(smoke_config))
+    assert set(points) == {f"cret_{loss}_f{f}" for loss in ("gees", "nce") for f in (2, 4)}
+    # every point reads one dataset (stored with max(frames)), and the sweep's folders follow its config
+    assert len({plan.dataset_unit(c).fp for c in points.values()}) == 1
+    smoke_config["sweep"]["steps"] = 8  # a longer sweep: new folders for its points, the old ones untouched
+    longer = dict(sweep.sweep_points(smoke_config))[name]
+    assert plan.run_unit(longer, name).fp != plan.run_unit(points[name], name).fp
 
 
-def test_sweep_config_needs_a_cret_method(smoke_config):
+def test_sweep_config_needs_a_method_with_a_global_loss(smoke_config):
     smoke_config["sweep"]["method"] = "dual_mean"
-    with pytest.raises(ValueError, match="class 'cret'"):
+    with pytest.raises(ValueError, match=r"class 'dual_encoder'\) cannot take global_loss='gees'"):
         sweep.sweep_config(smoke_config, "gees", 2)
 
 
@@ -47,8 +51,10 @@ def test_step_stats_from_cumulative_seconds():
 
 
 def _write_run(root: Path, loss: str, frames: int, seed: int, r5: float, step_s: float) -> Path:
-    d = sweep.run_dir(root, loss, frames, seed)
+    d = root / f"cret_{loss}_f{frames}" / "0123abcd" / f"seed{seed}"
     d.mkdir(parents=True)
+    unit = {"methods": {f"cret_{loss}_f{frames}": {"class": "cret", "global_loss": loss}}, "train": {"frames": frames}}
+    (d.parent / "config.json").write_text(json.dumps(unit))
     t2v = {"R@1": r5 / 2, "R@5": r5, "R@10": r5 * 1.5, "MdR": 10.0, "MnR": 20.0}
     metrics = {"method": f"cret_{loss}", "seed": seed, "t2v": t2v, "v2t": t2v, "selected_step": 20}
     (d / "metrics.json").write_text(json.dumps(metrics))
@@ -73,7 +79,8 @@ def runs(tmp_path):
 
 
 def test_frame_sweep_table_mean_std_by_hand(runs):
-    table = sweep.frame_sweep_table(sweep.load_runs(runs, batch_size=8)).set_index(["frames", "loss"])
+    paper = sweep.paper_r5(REPO / "data" / "published.csv")
+    table = sweep.frame_sweep_table(sweep.load_runs(runs, batch_size=8), paper).set_index(["frames", "loss"])
     assert len(table) == 4 and (table.seeds == 2).all()
     assert table.loc[(2, "gees"), "t2v_R@5_mean"] == pytest.approx(12.0)
     assert table.loc[(2, "gees"), "t2v_R@5_std"] == pytest.approx(np.sqrt(((10 - 12) ** 2 + (14 - 12) ** 2) / 1))
@@ -103,20 +110,17 @@ def test_curves_and_recall_at_budget(runs):
     assert row["val_R@5_mean"] == pytest.approx(20.0)  # (19 + 21) / 2 at step 10
 
 
-def test_cli_sweep_aggregate_writes_tables_and_plots(runs, tmp_path):
+def test_cli_sweep_aggregate_writes_tables(runs, tmp_path):
     args = ["sweep-aggregate", "--runs", *map(str, runs), "--batch-size", "8"]
-    assert main([*args, "--tables", str(tmp_path / "tables"), "--plots", str(tmp_path / "plots")]) == 0
+    assert main([*args, "--tables", str(tmp_path / "tables"), "--ledger", str(REPO / "data" / "published.csv")]) == 0
     for name in ("frame_sweep", "sweep_runs", "sweep_curves", "sweep_equal_cost"):
         assert (tmp_path / "tables" / f"{name}.csv").stat().st_size > 0
-    for name in ("frame_sweep_r5", "sweep_equal_cost"):
-        assert (tmp_path / "plots" / f"{name}.png").stat().st_size > 0
+    assert pd.read_csv(tmp_path / "tables" / "frame_sweep.csv")["paper_R@5"].notna().all()  # from the ledger
 
 
 def test_sweep_target_dry_run(tmp_path):
     """The opt-in `sweep` target plans prepare + train/evaluate per (loss, frames, seed) + aggregation."""
-    for name in ("Snakefile", "workflow", "config"):
-        src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    copy_workflow(tmp_path)
     cfg = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
     cfg["sweep"] = {"frames": [2, 4], "losses": ["gees", "nce"], "seeds": [0], "steps": 2, "eval_every": 1}
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(cfg))
@@ -125,6 +129,5 @@ def test_sweep_target_dry_run(tmp_path):
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout + proc.stderr
-    for rule, count in (("sweep_prepare", 1), ("sweep_train", 4), ("sweep_evaluate", 4), ("sweep_aggregate", 1)):
+    for rule, count in (("prepare", 1), ("train", 4), ("evaluate", 4), ("sweep_aggregate", 1)):
         assert any(line.split() == [rule, str(count)] for line in out.splitlines()), (rule, out[-2000:])
-    assert "throughput_aggregate" in out

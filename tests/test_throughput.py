@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -28,7 +30,9 @@ def test_measure_method_rows_for_every_grid_point(tiny, smoke_data):
 
 
 def test_measure_losses_rows(tiny):
-    raw = throughput.measure_losses([2, 4], [4, 8], dim=16, warmup=1, repeats=3)
+    from cret.model import CRET
+
+    raw = throughput.measure_losses(CRET.loss_benchmarks(), [2, 4], [4, 8], dim=16, warmup=1, repeats=3)
     assert list(raw.columns) == throughput.LOSS_COLUMNS
     counts = raw.groupby(["loss", "frames", "batch_size"]).size()
     assert len(counts) == 2 * 2 * 2 and (counts == 3).all()
@@ -57,13 +61,16 @@ def _raw_row(phase: str, rep: int, ms: float, peak: float = 100.0) -> dict:
 
 def test_summarize_by_hand():
     # step 10, 20, 40 -> median 20; forward 8, 9, 12; encode 6, 6, 6 -> paired head 2, 3, 6 -> median 3
+    # bare 8, 20, 32 -> median 20; paired step / bare 1.25, 1.0, 1.25 -> overhead 1.25
     rows = []
-    for rep, (step, fwd, enc) in enumerate([(10, 8, 6), (20, 9, 6), (40, 12, 6)]):
+    for rep, (step, fwd, enc, bare) in enumerate([(10, 8, 6, 8), (20, 9, 6, 20), (40, 12, 6, 32)]):
         rows += [_raw_row("step", rep, step, 100 + rep), _raw_row("forward", rep, fwd), _raw_row("encode", rep, enc)]
+        rows += [_raw_row("bare", rep, bare)]
     table = throughput.summarize(pd.DataFrame(rows))
     assert len(table) == 1
     row = table.iloc[0]
     assert row.reps == 3 and row.step_ms == 20 and row.forward_ms == 9 and row.encode_ms == 6 and row.head_ms == 3
+    assert row.bare_ms == 20 and row.overhead == pytest.approx(1.25)
     assert row.clips_per_s == pytest.approx(8 / 0.020)
     assert row.loss_share == pytest.approx(3 / 9)
     assert row.peak_mem_mb == 102
@@ -85,30 +92,28 @@ def test_summarize_losses_ratio():
 
 
 def test_cli_throughput_and_aggregate(tiny, smoke_data, tmp_path):
-    import json
-
-    cfg = json.dumps(tiny)
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps(tiny))
     methods = throughput.timed_methods(tiny)
     assert set(methods) == {m for m, e in tiny["methods"].items() if e["class"] != "rerank"}
     for method in methods:
-        assert main(["throughput", "--config-json", cfg, "--method", method, "--data", str(smoke_data), "--out",
-                     str(tmp_path / method / "throughput.csv")]) == 0  # fmt: skip
-    assert main(["throughput", "--config-json", cfg, "--losses", "--out", str(tmp_path / "loss.csv")]) == 0
+        out = tmp_path / method / "throughput.csv"
+        assert main(["throughput", "--config", str(cfg), "--method", method, "--data", str(smoke_data), "--out",
+                     str(out)]) == 0  # fmt: skip
+    assert main(["throughput", "--config", str(cfg), "--losses", "--out", str(tmp_path / "loss.csv")]) == 0
     files = [str(tmp_path / m / "throughput.csv") for m in methods]
-    plot = tmp_path / "plots" / "step_time_vs_frames.png"
-    args = ["throughput-aggregate", "--files", *files, "--losses", str(tmp_path / "loss.csv"), "--batch-size", "8"]
-    assert main([*args, "--tables", str(tmp_path / "tables"), "--plot", str(plot)]) == 0
+    args = ["throughput-aggregate", "--files", *files, "--losses", str(tmp_path / "loss.csv")]
+    assert main([*args, "--tables", str(tmp_path / "tables")]) == 0
     table = pd.read_csv(tmp_path / "tables" / "throughput.csv")
     assert set(table.method) == set(methods)
     assert len(table) == len(methods) * 2  # frames x batch sizes
-    assert (table.step_ms > 0).all() and (table.clips_per_s > 0).all()
+    assert (table.step_ms > 0).all() and (table.clips_per_s > 0).all() and (table.overhead > 0).all()
     losses = pd.read_csv(tmp_path / "tables" / "loss_throughput.csv")
-    assert set(losses.loss) == {"gees", "nce"} and len(losses) == 2 * 2
-    assert plot.stat().st_size > 0
+    assert set(losses.loss) == {"gees", "nce"} and len(losses) == 2 * 2  # declared by the CRET class
 
 
-def test_cli_throughput_needs_method_or_losses(tiny, capsys):
-    import json
-
-    assert main(["throughput", "--config-json", json.dumps(tiny), "--out", "/tmp/never.csv"]) == 2
+def test_cli_throughput_needs_method_or_losses(tiny, capsys, tmp_path):
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps(tiny))
+    assert main(["throughput", "--config", str(cfg), "--out", str(tmp_path / "never.csv")]) == 2
     assert "--losses" in capsys.readouterr().err

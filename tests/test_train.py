@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vtrbench.data.batches import TrainBatches
-from vtrbench.runs import evaluate_checkpoint
+from vtrbench.evaluate import evaluate_checkpoint
 from vtrbench.train import learning_rate, train
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,13 +10,13 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import REPO, copy_workflow
 
 TOY_RULE = """
 rule toy_method:
     output:
-        metrics="results/runs/synthetic/toy/seed0/metrics.json",
-        latency="results/runs/synthetic/toy/seed0/latency.csv",
+        metrics="results/{run}/runs/toy/{fp}/seed{seed}/metrics.json",
+        latency="results/{run}/runs/toy/{fp}/seed{seed}/latency.csv",
     shell:
         "python toy_method.py {output.metrics} {output.latency}"
 """
@@ -35,11 +34,9 @@ open(sys.argv[2], "w").write("\\n".join(rows) + "\\n")
 
 
 def test_user_rule_results_reach_tables_and_report(tmp_path):
-    shutil.copy(REPO / "Snakefile", tmp_path / "Snakefile")
-    for folder in ("workflow", "config", "data"):
-        if (REPO / folder).exists():
-            shutil.copytree(REPO / folder, tmp_path / folder)
+    copy_workflow(tmp_path)
     config = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    config["run_name"] = "toy"
     config["methods"] = {"toy": {"class": "external", "rules": "toy.smk"}}
     config["latency"] = {"reference_gallery": 8}
     config["throughput"] = {"enabled": False}
@@ -50,10 +47,11 @@ def test_user_rule_results_reach_tables_and_report(tmp_path):
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/toy.yaml"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = pd.read_csv(tmp_path / "results" / "tables" / "summary.csv")
+    root = tmp_path / "results" / "toy"
+    summary = pd.read_csv(root / "tables" / "summary.csv")
     assert summary.method.tolist() == ["toy"]
-    recall = pd.read_csv(tmp_path / "results" / "tables" / "recall_latency.csv")
+    recall = pd.read_csv(root / "tables" / "recall_latency.csv")
     row = recall.set_index("method").loc["toy"]
     assert row["t2v_R@1_mean"] == 42.0 and abs(row.query_ms - 3.0) < 1e-9 and row.bytes_per_video == 256
-    assert (tmp_path / "results" / "plots" / "recall_vs_latency.png").stat().st_size > 0
-    assert "toy" in (tmp_path / "results" / "report.html").read_text()
+    assert (root / "figures" / "recall_vs_cost.png").stat().st_size > 0
+    assert "toy" in (root / "report.html").read_text()

@@ -8,17 +8,17 @@ import subprocess
 import pandas as pd
 import pytest
 
-from tests.conftest import snakemake_env
+from tests.conftest import run_folder, snakemake_env
 
 
 @pytest.mark.slow
 def test_smoke_workflow_end_to_end(smoke_run):
     folder, cmd, proc = smoke_run
     assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = pd.read_csv(folder / "results" / "tables" / "summary.csv")
+    summary = pd.read_csv(folder / "results" / "smoke" / "tables" / "summary.csv")
     assert {"cret", "dual_mean"} <= set(summary.method)
-    metrics = json.loads((folder / "results/runs/synthetic/cret/seed0/metrics.json").read_text())
-    html = (folder / "results" / "report.html").read_text()
+    metrics = json.loads((run_folder(folder, "smoke", "cret") / "metrics.json").read_text())
+    html = (folder / "results" / "smoke" / "report.html").read_text()
     assert "dual_mean" in html and "cret" in html
     assert f"{metrics['t2v']['R@1']:.1f}" in html
     # a second run has nothing to do: outputs are complete and up to date

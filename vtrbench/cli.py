@@ -1,8 +1,23 @@
-"""``vtrbench prepare|train|evaluate|aggregate|report``: what the workflow's rules call.
+"""``vtrbench <command>``: what the workflow's rules call, one function per step.
 
-Every command takes the run config as ``--config FILE`` (plus ``--set key.sub=value`` overrides) or as
-``--config-json`` (the workflow passes the config Snakemake holds, command-line overrides included). Errors a user
-can fix are printed as one line and exit with status 2 (set ``VTRBENCH_DEBUG=1`` for the traceback).
+    check-config          validate a config file (YAML syntax with its line, schema, links between methods)
+    write-config          write a unit's resolved config.json (the workflow's first job per result folder)
+    prepare               generate or decode the dataset into its data folder
+    train                 train one method with one seed
+    evaluate              evaluate a trained method on a split (metrics.json, ranks.parquet)
+    rerank                choose a re-ranker's depth and weight on val, evaluate it on test
+    latency               query-latency benchmark of one trained method (raw rows)
+    throughput            training-step timings of one method, or the declared losses alone (raw rows)
+    aggregate             runs.csv, summary.csv, curves.csv from the runs' result files
+    tradeoff              latency tables: latency.csv, latency_vs_gallery.csv, recall_latency.csv
+    throughput-aggregate  throughput.csv, loss_throughput.csv
+    sweep-aggregate       the frame sweep's tables (CRET paper Fig. 5)
+    report                report.html and its figures, from the tables it is given
+
+Every command that needs the run config takes ``--config FILE`` (YAML or JSON, e.g. config/config.yaml or a
+unit's config.json) plus ``--set key.sub=value`` overrides. Errors a user can fix (a bad value, a missing or
+unreadable file, a folder that cannot be written) are printed as one line naming what to fix, with exit status 2
+(set ``VTRBENCH_DEBUG=1`` for the traceback).
 """
 
 from __future__ import annotations
@@ -10,22 +25,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from vtrbench import config as config_lib
-
-# YAML 1.1 reads "3e-3" (an exponent without a dot) as a string; a user typing it means a number.
-_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-
-
-def _parse_value(raw: str) -> Any:
-    value = yaml.safe_load(raw)
-    return float(value) if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value) else value
 
 
 def _parse_set(items: list[str]) -> dict[str, Any]:
@@ -38,16 +42,24 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
         *parents, leaf = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = _parse_value(raw)
+        node[leaf] = config_lib.parse_value(raw)
     return overrides
 
 
 def _load_config(args: argparse.Namespace) -> dict[str, Any]:
-    if args.config_json:
-        return config_lib.validate(json.loads(args.config_json))
-    if not args.config:
-        raise config_lib.ConfigError("give --config FILE (or --config-json)")
     return config_lib.load(args.config, _parse_set(args.set))
+
+
+def cmd_check_config(args: argparse.Namespace) -> None:
+    config = _load_config(args)
+    print(f"{args.config}: valid ({len(config['methods'])} methods, seeds {config['seeds']})")
+
+
+def cmd_write_config(args: argparse.Namespace) -> None:
+    from vtrbench import resultfiles
+
+    resultfiles.write_json(args.out, json.loads(args.json))  # validated by the step that reads it
+    print(f"wrote {args.out}")
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
@@ -60,36 +72,12 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from vtrbench.train import train
 
-    config = _load_config(args)
-    if args.threads:
-        config["train"]["threads"] = args.threads
-    path = train(config, args.method, args.seed, args.data, args.out, init_checkpoint=args.init_from)
+    path = train(_load_config(args), args.method, args.seed, args.data, args.out, init_checkpoint=args.init_from)
     print(f"trained {args.method} seed {args.seed}: {path}")
 
 
-def cmd_rerank(args: argparse.Namespace) -> None:
-    from baselines.rerank import evaluate_rerank
-
-    for m in evaluate_rerank(_load_config(args), args.method, args.seed, args.data, args.runs):
-        print(f"{m['method']} seed {args.seed}: t2v R@1 {m['t2v']['R@1']:.1f} (ceiling {m['rerank_ceiling']:.1f})")
-
-
-def cmd_latency(args: argparse.Namespace) -> None:
-    from vtrbench.latency import benchmark
-
-    rows = benchmark(_load_config(args), args.method, args.seed, args.data, args.runs, args.out)
-    print(f"wrote {len(rows)} latency rows to {args.out}")
-
-
-def cmd_tradeoff(args: argparse.Namespace) -> None:
-    from vtrbench.report.tradeoff import tradeoff
-
-    table = tradeoff(args.metrics, args.latency, args.tables, args.plots, args.reference_gallery)
-    print(f"recall vs latency of {len(table)} method(s): {args.tables}/latency.csv, {args.plots}/recall_vs_latency.png")
-
-
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from vtrbench.runs import evaluate_checkpoint
+    from vtrbench.evaluate import evaluate_checkpoint
 
     metrics = evaluate_checkpoint(
         _load_config(args), args.method, args.seed, args.data, args.model, args.out, split=args.split
@@ -101,18 +89,22 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     )
 
 
-def cmd_aggregate(args: argparse.Namespace) -> None:
-    from vtrbench.report.aggregate import aggregate
+def cmd_rerank(args: argparse.Namespace) -> None:
+    from vtrbench.rerank import evaluate_rerank
 
-    tables = aggregate(args.metrics, args.out)
-    print(f"aggregated {len(tables['runs'])} run(s) into {args.out}")
+    m = evaluate_rerank(_load_config(args), args.method, args.seed, args.data, args.first, args.second, args.out)
+    chosen = m["rerank"]
+    print(
+        f"{args.method} seed {args.seed}: k={chosen['k']} w={chosen['weight']:g} chosen on val; test t2v R@1 "
+        f"{m['t2v']['R@1']:.1f} (ceiling {m['rerank_ceiling']:.1f})"
+    )
 
 
-def cmd_report(args: argparse.Namespace) -> None:
-    from vtrbench.report.html import render_report
+def cmd_latency(args: argparse.Namespace) -> None:
+    from vtrbench.latency import benchmark
 
-    render_report(args.tables, args.out, config=_load_config(args), published=args.published, figures_dir=args.figures)
-    print(f"wrote {args.out}")
+    rows = benchmark(_load_config(args), args.method, args.seed, args.data, args.models, args.out)
+    print(f"wrote {len(rows)} latency rows to {args.out}")
 
 
 def cmd_throughput(args: argparse.Namespace) -> None:
@@ -128,18 +120,42 @@ def cmd_throughput(args: argparse.Namespace) -> None:
     print(f"wrote {len(raw)} timing rows to {args.out}")
 
 
+def cmd_aggregate(args: argparse.Namespace) -> None:
+    from vtrbench.report.aggregate import aggregate
+
+    tables = aggregate(args.metrics, args.out, logs=args.logs, rerank_sweeps=args.rerank_sweeps)
+    print(f"aggregated {len(tables['runs'])} run(s) into {args.out}")
+
+
+def cmd_tradeoff(args: argparse.Namespace) -> None:
+    from vtrbench.report.tradeoff import tradeoff
+
+    table = tradeoff(args.metrics, args.latency, args.tables, args.reference_gallery)
+    print(f"recall vs latency of {len(table)} method(s): {args.tables}/recall_latency.csv")
+
+
 def cmd_throughput_aggregate(args: argparse.Namespace) -> None:
     from vtrbench.throughput import aggregate_throughput
 
-    table = aggregate_throughput(args.files, args.losses, args.batch_size, args.tables, args.plot)
+    table = aggregate_throughput(args.files, args.losses, args.tables)
     print(f"aggregated {len(args.files)} throughput file(s) into {args.tables}/throughput.csv ({len(table)} rows)")
 
 
 def cmd_sweep_aggregate(args: argparse.Namespace) -> None:
     from vtrbench.sweep import aggregate_sweep
 
-    table = aggregate_sweep(args.runs, args.batch_size, args.tables, args.plots)
+    table = aggregate_sweep(args.runs, args.batch_size, args.tables, args.ledger)
     print(f"aggregated {len(args.runs)} sweep run(s) into {args.tables}/frame_sweep.csv ({len(table)} rows)")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from vtrbench.report.html import ReportInputs, render_report
+
+    inputs = ReportInputs.from_paths(
+        args.tables, manifest=args.manifest, ledger=args.ledger, benchmarks=list(args.benchmarks)
+    )
+    render_report(inputs, args.out, config=_load_config(args), figures_dir=args.figures)
+    print(f"wrote {args.out}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         p.set_defaults(func=func)
         if needs_config:
-            p.add_argument("--config", type=Path, help="run config YAML (e.g. config/config.yaml)")
+            p.add_argument("--config", type=Path, required=True, help="run config (YAML or JSON)")
             p.add_argument(
                 "--set",
                 action="append",
@@ -158,7 +174,6 @@ def build_parser() -> argparse.ArgumentParser:
                 metavar="KEY=VALUE",
                 help="override a config value, e.g. --set train.steps=100",
             )
-            p.add_argument("--config-json", help="the whole config as JSON (used by the workflow)")
         return p
 
     def add_run(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
@@ -169,78 +184,97 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
         return p
 
-    p = add("prepare", cmd_prepare, "generate or decode the dataset into results/data/{dataset}")
+    add("check-config", cmd_check_config, "validate a config file (schema, links between methods) and stop")
+
+    p = add("write-config", cmd_write_config, "write a unit's resolved config.json", needs_config=False)
+    p.add_argument("--json", required=True, help="the config as JSON")
+    p.add_argument("--out", type=Path, required=True)
+
+    p = add("prepare", cmd_prepare, "generate or decode the dataset into its data folder")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--threads", type=int, default=1)
 
-    for name, func, text in (
-        ("train", cmd_train, "train one method with one seed"),
-        ("evaluate", cmd_evaluate, "evaluate a trained method on a split"),
-    ):
-        p = add_run(name, func, text)
-        p.add_argument("--out", type=Path, required=True, help="run folder")
-        if name == "train":
-            p.add_argument("--threads", type=int, default=None, help="overrides train.threads")
-            p.add_argument("--init-from", type=Path, default=None, help="model.pt of the method named by init_from")
-        else:
-            p.add_argument("--model", type=Path, required=True, help="model.pt written by train")
-            p.add_argument("--split", default="test", choices=["val", "test"])
+    p = add_run("train", cmd_train, "train one method with one seed")
+    p.add_argument("--out", type=Path, required=True, help="run folder")
+    p.add_argument("--init-from", type=Path, default=None, help="model.pt of the method named by init_from")
 
-    p = add("aggregate", cmd_aggregate, "collect every run's result files into tables", needs_config=False)
-    p.add_argument("--metrics", type=Path, nargs="+", required=True, help="metrics.json files of the runs")
-    p.add_argument("--out", type=Path, required=True, help="tables folder")
+    p = add_run("evaluate", cmd_evaluate, "evaluate a trained method on a split")
+    p.add_argument("--out", type=Path, required=True, help="run folder")
+    p.add_argument("--model", type=Path, required=True, help="model.pt written by train")
+    p.add_argument("--split", default="test", choices=["val", "test"])
+
+    p = add_run("rerank", cmd_rerank, "choose a re-ranker's k and weight on val, evaluate it on test")
+    p.add_argument("--first", type=Path, required=True, help="model.pt of the first stage (embedding method)")
+    p.add_argument("--second", type=Path, required=True, help="model.pt of the second stage (pair method)")
+    p.add_argument("--out", type=Path, required=True, help="the re-ranker's run folder")
+
+    p = add_run("latency", cmd_latency, "query-latency benchmark of one trained method (raw rows, latency.csv)")
+    p.add_argument("--models", type=Path, nargs="+", required=True, help="its model.pt (a re-ranker: both stages')")
+    p.add_argument("--out", type=Path, required=True, help="latency.csv to write")
 
     p = add("throughput", cmd_throughput, "time training steps of one method (or the losses) over frames x batch")
     p.add_argument("--method", help="method to time (or give --losses)")
-    p.add_argument("--losses", action="store_true", help="time GEES vs NCE alone on random features instead")
+    p.add_argument("--losses", action="store_true", help="time the losses the methods declare, alone")
     p.add_argument("--data", type=Path, help="prepared dataset folder (vocabulary, val captions)")
     p.add_argument("--out", type=Path, required=True, help="raw timing rows (CSV)")
 
-    p = add("throughput-aggregate", cmd_throughput_aggregate, "throughput tables and plot", needs_config=False)
-    p.add_argument("--files", type=Path, nargs="+", required=True, help="per-method throughput.csv files")
-    p.add_argument("--losses", type=Path, required=True, help="loss-level raw rows (CSV)")
-    p.add_argument("--batch-size", type=int, required=True, help="batch size shown in the plot (train.batch_size)")
-    p.add_argument("--tables", type=Path, required=True, help="tables folder")
-    p.add_argument("--plot", type=Path, required=True, help="step-time plot (PNG)")
+    p = add("aggregate", cmd_aggregate, "collect every run's result files into tables", needs_config=False)
+    p.add_argument("--metrics", type=Path, nargs="+", required=True, help="metrics.json files of the runs")
+    p.add_argument("--logs", type=Path, nargs="*", default=[], help="the runs' train_log.csv / val_log.csv")
+    p.add_argument("--rerank-sweeps", type=Path, nargs="*", default=[], help="re-rankers' rerank_sweep.csv files")
+    p.add_argument("--out", type=Path, required=True, help="tables folder")
 
-    p = add("sweep-aggregate", cmd_sweep_aggregate, "frame sweep tables and plots (Fig. 5)", needs_config=False)
-    p.add_argument("--runs", type=Path, nargs="+", required=True, help="sweep run folders {loss}/f{frames}/seed{seed}")
-    p.add_argument("--batch-size", type=int, required=True, help="train.batch_size (for clips/s)")
-    p.add_argument("--tables", type=Path, required=True, help="tables folder")
-    p.add_argument("--plots", type=Path, required=True, help="plots folder")
-
-    for name, func, text in (
-        ("rerank", cmd_rerank, "evaluate a re-ranking method's (k, fusion) variants on the test split"),
-        ("latency", cmd_latency, "query-latency benchmark of one trained method (raw rows, latency.csv)"),
-    ):
-        p = add_run(name, func, text)
-        p.add_argument("--runs", type=Path, required=True, help="results/runs/{dataset}: the stages' model.pt")
-        if name == "latency":
-            p.add_argument("--out", type=Path, required=True, help="latency.csv to write")
-
-    p = add("tradeoff", cmd_tradeoff, "recall-vs-latency tables and plot", needs_config=False)
+    p = add("tradeoff", cmd_tradeoff, "recall-vs-latency tables", needs_config=False)
     p.add_argument("--metrics", type=Path, nargs="+", required=True, help="metrics.json files")
     p.add_argument("--latency", type=Path, nargs="+", required=True, help="latency.csv files")
     p.add_argument("--tables", type=Path, required=True)
-    p.add_argument("--plots", type=Path, required=True)
     p.add_argument("--reference-gallery", type=int, default=1000, help="gallery size of the per-query latency")
 
-    p = add("report", cmd_report, "render results/report.html from the tables")
-    p.add_argument("--tables", type=Path, required=True)
+    p = add("throughput-aggregate", cmd_throughput_aggregate, "throughput tables", needs_config=False)
+    p.add_argument("--files", type=Path, nargs="+", required=True, help="per-method throughput.csv files")
+    p.add_argument("--losses", type=Path, required=True, help="loss-level raw rows (CSV)")
+    p.add_argument("--tables", type=Path, required=True, help="tables folder")
+
+    p = add("sweep-aggregate", cmd_sweep_aggregate, "frame sweep tables (Fig. 5)", needs_config=False)
+    p.add_argument("--runs", type=Path, nargs="+", required=True, help="sweep run folders .../seed{seed}")
+    p.add_argument("--batch-size", type=int, required=True, help="train.batch_size (for clips/s)")
+    p.add_argument("--tables", type=Path, required=True, help="tables folder")
+    p.add_argument("--ledger", type=Path, default=None, help="published results (data/published.csv)")
+
+    p = add("report", cmd_report, "render report.html from the tables it is given")
+    p.add_argument("--tables", type=Path, nargs="+", required=True, help="table files (summary.csv required)")
+    p.add_argument("--manifest", type=Path, default=None, help="the prepared dataset's manifest.json")
+    p.add_argument("--ledger", type=Path, default=None, help="published results (data/published.csv)")
+    p.add_argument("--benchmarks", type=Path, nargs="*", default=[], help="Snakemake benchmark files of the jobs")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--published", type=Path, default=None, help="ledger of published results (data/published.csv)")
-    p.add_argument("--figures", type=Path, default=None, help="folder for the PNG figures (default: beside --out)")
+    p.add_argument("--figures", type=Path, required=True, help="folder for the PNG figures")
     return parser
+
+
+def _os_error_line(err: OSError) -> str:
+    """One line for a file-system error: our own messages as they are; a raw one with its path and what to check."""
+    if not err.filename or err.strerror is None:
+        return str(err)
+    if isinstance(err, FileNotFoundError):
+        hint = "check the path; a prepared dataset or model.pt is written by an earlier step: re-run it"
+    else:
+        hint = "check that the folder exists and is writable and that the disk is not full"
+    return f"{err.strerror}: {err.filename} ({hint})"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError, FloatingPointError) as err:
+    except (ValueError, RuntimeError, FloatingPointError) as err:
         if os.environ.get("VTRBENCH_DEBUG"):
             raise
         print(f"vtrbench {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # FileNotFoundError included
+        if os.environ.get("VTRBENCH_DEBUG"):
+            raise
+        print(f"vtrbench {args.command}: error: {_os_error_line(err)}", file=sys.stderr)
         return 2
     return 0
 

@@ -7,6 +7,7 @@ line wherever it is caught: the dotted key, what was wrong and what is allowed.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,16 @@ import jsonschema
 import yaml
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
+
+
+# YAML 1.1 reads "3e-3" (an exponent without a dot) as a string; a user typing it means a number.
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def parse_value(raw: str) -> Any:
+    """A value typed by a user (``--set``, ``snakemake --config``): YAML, with ``3e-3`` read as a number."""
+    value = yaml.safe_load(raw)
+    return float(value) if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value) else value
 
 
 class ConfigError(ValueError):
@@ -37,6 +48,14 @@ def _with_defaults(validator_class: type) -> type:
 _Validator = _with_defaults(jsonschema.Draft202012Validator)
 
 
+def validate_workflow(config: dict[str, Any]) -> dict[str, Any]:
+    """:func:`validate`, plus what a whole workflow config needs: at least one method and its seeds."""
+    validate(config)
+    if not config["methods"]:
+        raise ConfigError("config error at methods: no method configured; add at least one under `methods:`")
+    return config
+
+
 def load_schema() -> dict[str, Any]:
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
@@ -44,13 +63,14 @@ def load_schema() -> dict[str, Any]:
 def validate(config: dict[str, Any]) -> dict[str, Any]:
     """Fill defaults in place and validate; raises :class:`ConfigError` with the offending key.
 
-    Cross-section rules apply only between sections the caller gave (a rule may pass only ``dataset``).
+    Values typed on the command line arrive as strings (``snakemake --config 'train={steps: 20}'`` parses every
+    leaf with YAML's base loader); where the schema expects a number, boolean, list or null, a string is read as
+    YAML first. Cross-section rules apply only between sections the caller gave (a rule may pass only ``dataset``).
     """
     given = set(config)
-    seeds = config.get("seeds")
-    if isinstance(seeds, list):  # `snakemake --config seeds=[0,1]` yields strings inside lists
-        config["seeds"] = [int(s) if isinstance(s, str) and s.isdigit() else s for s in seeds]
-    errors = sorted(_Validator(load_schema()).iter_errors(config), key=lambda e: list(e.absolute_path))
+    schema = load_schema()
+    _coerce_strings(config, schema)
+    errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         err = errors[0]
         key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
@@ -58,6 +78,34 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"config error at {key}: {err.message}{more}")
     _check_consistency(config, given)
     return config
+
+
+def _coerce_strings(node: Any, schema: dict[str, Any]) -> None:
+    """Read, in place, command-line strings where ``schema`` expects another JSON type (see :func:`validate`)."""
+    if not isinstance(node, dict | list):
+        return
+    if isinstance(node, list):
+        items = schema.get("items", {})
+        for i, value in enumerate(node):
+            node[i] = _read_string(value, items)
+            _coerce_strings(node[i], items)
+        return
+    properties, extra = schema.get("properties", {}), schema.get("additionalProperties", {})
+    for key, value in node.items():
+        sub = properties.get(key, extra if isinstance(extra, dict) else {})
+        node[key] = _read_string(value, sub)
+        _coerce_strings(node[key], sub)
+
+
+def _read_string(value: Any, schema: dict[str, Any]) -> Any:
+    kinds = schema.get("type", [])
+    kinds = [kinds] if isinstance(kinds, str) else kinds
+    if not isinstance(value, str) or not kinds or "string" in kinds:
+        return value
+    try:
+        return parse_value(value)
+    except yaml.YAMLError:
+        return value
 
 
 def _check_consistency(config: dict[str, Any], given: set[str]) -> None:
@@ -72,6 +120,10 @@ def _check_consistency(config: dict[str, Any], given: set[str]) -> None:
             "or --set dataset.data_root=/path for the CLI (README, Scaling out)"
         )
     _check_methods(config["methods"])
+    seeds = config.get("seeds", [])
+    if len(set(seeds)) != len(seeds):
+        repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+        raise ConfigError(f"config error at seeds: {repeated} listed twice; every seed is one run, give each once")
     stored = config["dataset"]["frames"]
     for section in {"train", "eval"} & given:
         if config[section]["frames"] > stored:
@@ -82,14 +134,17 @@ def _check_consistency(config: dict[str, Any], given: set[str]) -> None:
 
 
 def load(path: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Read a YAML config, apply ``overrides`` (nested dict) and validate."""
+    """Read a YAML (or JSON) config, apply ``overrides`` (nested dict) and validate."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
         config = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from None
     if not isinstance(config, dict):
         raise ConfigError(f"config file {path} must hold a mapping, got {type(config).__name__}")
     if overrides:
@@ -106,15 +161,38 @@ def deep_update(base: dict[str, Any], updates: dict[str, Any]) -> dict[str, Any]
     return base
 
 
+# Options that name another configured method, and the kinds that method must have.
+METHOD_LINKS = {"init_from": ("embedding",), "first": ("embedding",), "second": ("pair",)}
+
+
 def _check_methods(methods: dict[str, Any]) -> None:
-    """Each method's class must exist and accept its options (checked before anything runs)."""
+    """Each method's class must exist and accept its options, and every option naming another method must name a
+    configured method of the right kind (checked before anything runs)."""
     from vtrbench.methods import resolve
     from vtrbench.options import parse_options
 
+    kinds = {}
     for name, entry in methods.items():
         options = {k: v for k, v in entry.items() if k != "class"}
         try:
-            parse_options(resolve(entry["class"]).options_class, options, f"methods.{name}")
+            cls = resolve(entry["class"])
+            parse_options(cls.options_class, options, f"methods.{name}")
         except (ValueError, TypeError) as err:
             message = str(err).removeprefix(f"methods.{name}: ")
             raise ConfigError(f"config error at methods.{name}: {message}") from None
+        kinds[name] = cls.kind
+    for name, entry in methods.items():
+        for option, allowed in METHOD_LINKS.items():
+            target = entry.get(option)
+            if target is None:
+                continue
+            if target not in methods:
+                raise ConfigError(
+                    f"config error at methods.{name}.{option}: {target!r} is not a configured method; "
+                    f"the config defines: {', '.join(methods)}"
+                )
+            if kinds[target] not in allowed:
+                raise ConfigError(
+                    f"config error at methods.{name}.{option}: {target!r} is a {kinds[target]} method; "
+                    f"{option} must name a {' or '.join(allowed)} method"
+                )

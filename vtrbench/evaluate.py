@@ -1,7 +1,8 @@
 """Evaluate a method on a split: encode the gallery once, encode the queries, score, rank.
 
-Used twice: on ``val`` during training (model selection) and on ``test`` by the evaluate step, which writes
-``metrics.json`` and the raw per-query ranks ``ranks.parquet`` (so a new metric needs no re-run).
+Used twice: on ``val`` during training (model selection) and on ``test`` by the evaluate step
+(:func:`evaluate_checkpoint`), which writes ``metrics.json`` and the raw per-query ranks ``ranks.parquet`` (so a
+new metric needs no re-run).
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from vtrbench import resultfiles
 from vtrbench.data.batches import Tokens, eval_clips
-from vtrbench.data.records import SplitData, write_json_atomic
+from vtrbench.data.records import SplitData, load_split
 from vtrbench.methods import Features, RetrievalMethod, check_scores, gallery_floats_per_video
 from vtrbench.metrics import retrieval_metrics, t2v_ranks, v2t_ranks
+from vtrbench.runs import effective_train, load_trained, pick_device, split_tokens
 
 
 @dataclass
@@ -96,6 +99,12 @@ def evaluate(
     return Evaluation(metrics=metrics, scores=scores, queries=subset)
 
 
+def validation_score(metrics: dict[str, Any], val_metric: str) -> float:
+    """The number model selection maximises: t2v R@1+R@5+R@10 (``rsum``) or t2v R@1."""
+    t2v = metrics["t2v"]
+    return t2v["R@1"] + t2v["R@5"] + t2v["R@10"] if val_metric == "rsum" else t2v["R@1"]
+
+
 def write_results(evaluation: Evaluation, split: SplitData, out_dir: Path, extra: dict[str, Any]) -> None:
     """``metrics.json`` (summary + run info) and ``ranks.parquet`` (one row per query), both atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -127,7 +136,47 @@ def write_results(evaluation: Evaluation, split: SplitData, out_dir: Path, extra
         ],
         ignore_index=True,
     )
-    tmp = out_dir / "ranks.parquet.tmp"
-    ranks.to_parquet(tmp, index=False)
-    tmp.replace(out_dir / "ranks.parquet")
-    write_json_atomic(out_dir / "metrics.json", {**extra, **evaluation.metrics})
+    resultfiles.write_parquet(ranks, out_dir / "ranks.parquet")
+    resultfiles.write_json(out_dir / "metrics.json", {**extra, **evaluation.metrics})
+
+
+def evaluate_checkpoint(
+    config: dict[str, Any],
+    method_name: str,
+    seed: int,
+    data_dir: str | Path,
+    model_path: str | Path,
+    out_dir: str | Path,
+    split: str = "test",
+) -> dict[str, Any]:
+    """Evaluate ``model.pt`` on ``split``; writes ``metrics.json`` and ``ranks.parquet`` under ``out_dir``."""
+    torch.set_num_threads(config["train"]["threads"])
+    device = pick_device(config["train"]["device"])
+    setup = load_trained(config, method_name, seed, data_dir, model_path)
+    setup.method.to(device)
+    data = load_split(data_dir, split)
+    result = evaluate(
+        setup.method,
+        data,
+        split_tokens(setup, data),
+        config["eval"]["frames"],
+        config["eval"]["batch_size"],
+        device,
+        method_name,
+        amp=config["train"]["amp"],
+    )
+    extra = {
+        "method": method_name,
+        "method_class": config["methods"][method_name]["class"],
+        "kind": setup.method.kind,
+        "seed": seed,
+        "dataset": config["dataset"]["name"],
+        "split": split,
+        "selected_step": setup.selected["step"],
+        "val_score": setup.selected["val"],
+        "train_steps": effective_train(config, setup.method)["steps"],
+        "commit": setup.selected["commit"],
+        "parameters": sum(p.numel() for p in setup.method.parameters()),
+    }
+    write_results(result, data, Path(out_dir), extra)
+    return {**extra, **result.metrics}

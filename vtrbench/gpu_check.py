@@ -13,7 +13,7 @@ Columns of ``gpu_check.csv`` (also printed as a table):
     train_steps_per_s  median optimiser steps per second of the short training (bf16 autocast on CUDA), batch B
     val_R@1            t2v R@1 (%) on the val split at the end of the short run (selection metric: R@1)
     query_ms_p50       median latency of one text query (encode + score against the gallery + top-10), ms,
-                       timed with CUDA events after a synchronisation (perf_counter on CPU); gallery encoded once
+                       timed by ``vtrbench.timing`` (synchronised clock reads); gallery encoded once
     gallery            number of videos in the gallery of the latency measurement (the 1,000-video test split)
     step_ms_M4/M16     CRET rows: median full training step (forward, backward, AdamW) at M = 4 / 16 frames, ms
 """
@@ -32,12 +32,13 @@ import pandas as pd
 import torch
 
 from vtrbench import config as config_lib
-from vtrbench.data.batches import tokenize
+from vtrbench import resultfiles
 from vtrbench.data.prepare import prepare
 from vtrbench.data.records import load_split
 from vtrbench.evaluate import encode_gallery
-from vtrbench.runs import load_trained
-from vtrbench.train import build, pick_device, train
+from vtrbench.runs import build, load_trained, pick_device, split_tokens
+from vtrbench.timing import time_calls
+from vtrbench.train import make_optimizer, train, train_step
 
 METHODS = {
     "dual_mean": {"class": "dual_encoder", "pooling": "mean"},
@@ -90,30 +91,6 @@ def check_config(tiny: bool, device: str) -> dict[str, Any]:
     )
 
 
-class Timer:
-    """Wall time of a block in ms: CUDA events (after a synchronisation) on CUDA, perf_counter otherwise."""
-
-    def __init__(self, device: torch.device):
-        self.cuda = device.type == "cuda"
-
-    def __enter__(self) -> Timer:
-        if self.cuda:
-            torch.cuda.synchronize()
-            self.start, self.end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            self.start.record()
-        else:
-            self.t0 = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.cuda:
-            self.end.record()
-            self.end.synchronize()
-            self.ms = self.start.elapsed_time(self.end)
-        else:
-            self.ms = 1000 * (time.perf_counter() - self.t0)
-
-
 @torch.no_grad()
 def query_latency(config: dict, method_name: str, data: Path, model: Path, device: torch.device, n: int) -> float:
     """Median ms of one text query against the test gallery (encoded once, offline): encode, score, top-10."""
@@ -121,29 +98,29 @@ def query_latency(config: dict, method_name: str, data: Path, model: Path, devic
     method = setup.method.to(device)
     test = load_split(data, "test")
     amp = device.type == "cuda" and config["train"]["amp"]
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-        gallery = encode_gallery(method, test, config["eval"]["frames"], config["eval"]["batch_size"], device)
+    gallery = encode_gallery(method, test, config["eval"]["frames"], config["eval"]["batch_size"], device, amp)
     gallery = {k: v.to(device) for k, v in gallery.items()}
-    tokens = tokenize(setup.tokenizer, test.captions, config["model"]["text"]["max_length"])
-    times = []
-    for i in range(n + 5):  # 5 warm-up queries
-        tok = tokens[np.array([i % len(test.captions)])]
+    tokens = split_tokens(setup, test)
+    queries = iter(range(n + 5))
+
+    def one_query() -> None:
+        tok = tokens[np.array([next(queries) % len(test.captions)])]
         ids, mask = tok.input_ids.to(device), tok.attention_mask.to(device)
-        with Timer(device) as t:
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                query = {k: v.float() for k, v in method.encode_texts(ids, mask).items()}
-            scores = method.score(query, gallery)  # fp32 scores: bf16 would create ties
-            scores.topk(min(10, scores.shape[1]), dim=1)
-        times.append(t.ms)
-    return statistics.median(times[5:])
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            query = {k: v.float() for k, v in method.encode_texts(ids, mask).items()}
+        scores = method.score(query, gallery)  # fp32 scores: bf16 would create ties
+        scores.topk(min(10, scores.shape[1]), dim=1)
+
+    return 1000 * statistics.median(time_calls(one_query, 5, n, device))
 
 
 def step_time(config: dict, global_loss: str, frames: int, data: Path, device: torch.device, n: int) -> float:
-    """Median ms of one CRET training step (forward, backward, AdamW) on a random batch with ``frames`` frames."""
+    """Median ms of one CRET training step (``vtrbench.train.train_step``) on a random batch with ``frames`` frames."""
     cfg = {**config, "methods": {"probe": {**config["methods"]["cret"], "global_loss": global_loss}}}
     torch.manual_seed(0)
     method = build(cfg, "probe", data).method.to(device).train()
-    optimizer = torch.optim.AdamW(method.parameters(), lr=1e-4)
+    optimizer = make_optimizer(method, cfg, 1e-4)
+    parameters = [p for p in method.parameters() if p.requires_grad]
     B, res, L = config["train"]["batch_size"], config["dataset"]["resolution"], 16
     batch = {
         "frames": torch.randint(0, 256, (B, frames, res, res, 3), dtype=torch.uint8, device=device),
@@ -151,17 +128,12 @@ def step_time(config: dict, global_loss: str, frames: int, data: Path, device: t
         "attention_mask": torch.ones(B, L, dtype=torch.long, device=device),
         "group_id": torch.arange(B, device=device) // 4,
     }
-    amp = device.type == "cuda" and config["train"]["amp"]
-    times = []
-    for _ in range(n + 3):  # 3 warm-up steps
-        with Timer(device) as t:
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                loss = sum(v for k, v in method.loss(batch).items() if k.endswith("_loss"))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        times.append(t.ms)
-    return statistics.median(times[3:])
+    amp = config["train"]["amp"]
+
+    def step() -> None:
+        train_step(method.loss, parameters, optimizer, batch, config["train"]["grad_clip"], amp)
+
+    return 1000 * statistics.median(time_calls(step, 3, n, device))
 
 
 def run(out: Path, tiny: bool, device_name: str) -> pd.DataFrame:
@@ -195,7 +167,7 @@ def run(out: Path, tiny: bool, device_name: str) -> pd.DataFrame:
         rows.append(row)
         print(f"done: {method_name}", file=sys.stderr, flush=True)
     table = pd.DataFrame(rows)
-    table.to_csv(out / "gpu_check.csv", index=False)
+    resultfiles.write_csv(table, out / "gpu_check.csv")
     return table
 
 

@@ -1,28 +1,31 @@
 # ruff: noqa: B023  (every closure is timed within its own loop iteration)
 """Query-latency benchmark: what each method costs offline (gallery) and online (per query), raw rows per call.
 
-For one trained method (or a re-ranking pipeline) on the test split, measured separately:
+For one trained method on the test split, through the method interface only, measured separately:
 
 * ``gallery_encode`` - offline video encoding (batch 1 and batched); ``items`` videos per call;
 * ``query_encode`` - online text encoding (batch 1 and batched); ``items`` queries per call;
-* ``search`` - scoring one query (or a batch) against a gallery of each ``latency.gallery_sizes`` and taking the
-  top 10: embedding methods through FAISS (exact ``IndexFlatIP`` over ``gallery_vectors``) and through torch
-  (``backend`` faiss / torch; the two must agree on the top 10, ``top10_agreement``); a pair method runs its fusion
-  over every video (``backend`` pair) up to ``time_cap_s`` per call, larger galleries are **extrapolated**
-  linearly from the largest measured one; re-ranking = FAISS top k over the gallery + the pair scorer on k;
+* ``search`` - one query (or a batch) against a gallery of each ``latency.gallery_sizes``, taking the top 10:
+  an embedding method through FAISS (exact ``IndexFlatIP`` over ``gallery_vectors``) and through torch
+  (``backend`` faiss / torch; they must agree on the top 10, ``top10_agreement``); a pair method scores every
+  video (``backend`` pair) up to ``time_cap_s`` per call, larger galleries are **extrapolated** linearly from the
+  largest measured one; a re-ranker (``backend`` rerank) = FAISS top k of its first stage + its pair method on
+  those k, one row set per depth ``k`` of its options;
 * ``memory`` - bytes stored per gallery video (float32), ``seconds`` empty.
 
+Pair and re-ranking rows carry ``flops_per_query`` (the pair scorer's floating-point operations for one query,
+counted by ``torch.utils.flop_counter`` on the real features) and ``matmul_gflops`` (this process's fp32 matmul
+rate), so the tables can say how far the model-based side is from its compute floor.
+
 Galleries larger than the test split are **synthetic**: embedding vectors are sampled from a Gaussian fitted to the
-real gallery vectors (mean and covariance), pair-method token features are the real ones repeated (the fusion's
-cost does not depend on their values). Timing recipe (docs/style.md §7.14): ``warmup`` calls discarded,
-``time.perf_counter_ns``, ``torch.cuda.synchronize`` on CUDA, one row per timed call; medians and p95 are computed
-by the aggregation (``vtrbench.report.tradeoff``), never here.
+real gallery vectors (mean and covariance), pair-method features are the real ones repeated (the cost of a joint
+pass does not depend on the values). Timing: ``vtrbench.timing`` (warm-up discarded, one raw row per call).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +33,31 @@ import faiss
 import numpy as np
 import pandas as pd
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from vtrbench.methods import EmbeddingMethod, gallery_floats_per_video
+from vtrbench import resultfiles
+from vtrbench.data.batches import Tokens, eval_clips
+from vtrbench.data.records import SplitData, load_split
+from vtrbench.evaluate import encode_gallery, encode_queries
+from vtrbench.methods import EmbeddingMethod, Features, PairMethod, RetrievalMethod, gallery_floats_per_video, resolve
+from vtrbench.rerank import options_of
+from vtrbench.runs import load_trained, pick_device, split_tokens
+from vtrbench.timing import matmul_gflops, time_calls
 
 COLUMNS = [
-    "method",  # reported method name (a re-ranking variant: rerank@10, rerank@10+dual)
+    "method",  # reported method name
     "seed",
     "stage",  # gallery_encode | query_encode | search | memory
     "backend",  # model | faiss | torch | pair | rerank
+    "k",  # re-ranking depth (rerank rows; 0 otherwise)
     "gallery_size",  # videos searched (search rows; 0 otherwise)
     "batch_size",  # queries or videos per call
     "repeat",  # index of the timed call
     "seconds",  # wall time of the call (s); empty for memory
     "items",  # queries or videos the call handled (per-item time = seconds / items)
     "bytes_per_video",  # memory rows: stored float32 bytes per gallery video
+    "flops_per_query",  # pair / rerank search rows: the pair scorer's FLOPs for one query at this gallery (or k)
+    "matmul_gflops",  # pair / rerank search rows: this process's fp32 matmul rate (the FLOP floor's unit)
     "threads",
     "device",
     "dtype",
@@ -53,25 +67,6 @@ COLUMNS = [
     "top10_agreement",  # search rows of embedding methods: fraction of queries where FAISS and torch top-10 agree
 ]
 TOP = 10
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def time_calls(fn: Callable[[], Any], warmup: int, repeats: int, device: torch.device) -> list[float]:
-    """Seconds of each of ``repeats`` calls of ``fn`` after ``warmup`` discarded calls."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    out = []
-    for _ in range(repeats):
-        tick = time.perf_counter_ns()
-        fn()
-        _sync(device)
-        out.append((time.perf_counter_ns() - tick) / 1e9)
-    return out
 
 
 def synthetic_gallery(real: np.ndarray, size: int, seed: int = 0) -> tuple[np.ndarray, bool]:
@@ -105,6 +100,13 @@ def topk_agreement(queries: np.ndarray, gallery: np.ndarray, k: int = TOP) -> fl
     return float(np.mean([set(a) == set(b) for a, b in zip(faiss_ids, torch_ids, strict=True)]))
 
 
+def pair_flops(method: PairMethod, query: Features, gallery: Features, candidates: torch.Tensor) -> int:
+    """Floating-point operations of scoring ``candidates`` [1, n] for one query (counted, not estimated)."""
+    with FlopCounterMode(display=False) as counter:
+        method.score_candidates(query, gallery, candidates)
+    return int(counter.get_total_flops())
+
+
 class Recorder:
     """Collects rows with the run's constant columns filled in."""
 
@@ -117,159 +119,193 @@ class Recorder:
             self.rows.append({**self.base, "repeat": i, "seconds": s, **cols})
 
     def frame(self) -> pd.DataFrame:
-        defaults = {"gallery_size": 0, "measured": True, "extrapolated": False, "synthetic_gallery": False}
+        defaults = {"gallery_size": 0, "k": 0, "measured": True, "extrapolated": False, "synthetic_gallery": False}
         frame = pd.DataFrame([{**defaults, **r} for r in self.rows])
         return frame.reindex(columns=COLUMNS)
 
 
-def _features(method: Any, fn: str, *args: Any) -> dict[str, torch.Tensor]:
-    return getattr(method, fn)(*args)
+@dataclass
+class Loaded:
+    """A trained stage with its tokens and its real (test split) features."""
+
+    method: RetrievalMethod
+    tokens: Tokens
+    gallery: Features
+    queries: Features
+
+
+@dataclass
+class Settings:
+    warmup: int
+    repeats: int
+    batched_repeats: int
+    batch: int
+    time_cap_s: float
+    sizes: list[int]
+    device: torch.device
+    seed: int
+
+
+def _load(config: dict[str, Any], stage: str, seed: int, data_dir: Path, model: Path, data: SplitData) -> Loaded:
+    setup = load_trained(config, stage, seed, data_dir, model)
+    device = pick_device(config["train"]["device"])
+    method = setup.method.to(device).eval()
+    tokens = split_tokens(setup, data)
+    batch = config["eval"]["batch_size"]
+    gallery = {
+        k: v.to(device) for k, v in encode_gallery(method, data, config["eval"]["frames"], batch, device).items()
+    }
+    queries = {k: v.to(device) for k, v in encode_queries(method, tokens, batch, device).items()}
+    return Loaded(method, tokens, gallery, queries)
+
+
+def _encode_rows(rec: Recorder, loaded: list[Loaded], data: SplitData, frames: int, s: Settings) -> None:
+    """Offline and online encoding of every stage (single item: latency; a batch: throughput), and memory."""
+    device = s.device
+    one_clip = eval_clips(data, 0, 1, frames).to(device)
+    many_clips = eval_clips(data, 0, min(s.batch, data.num_videos), frames).to(device)
+    one_q = [stage.tokens[np.arange(1)] for stage in loaded]
+    many_q = [stage.tokens[np.arange(min(s.batch, len(data.captions)))] for stage in loaded]
+
+    def encode_v(clips: torch.Tensor) -> Callable[[], None]:
+        return lambda: [stage.method.encode_videos(clips) for stage in loaded]
+
+    def encode_t(toks: list[Tokens]) -> Callable[[], None]:
+        return lambda: [
+            stage.method.encode_texts(t.input_ids.to(device), t.attention_mask.to(device))
+            for stage, t in zip(loaded, toks, strict=True)
+        ]
+
+    n_many, n_q = many_clips.shape[0], many_q[0].input_ids.shape[0]
+    for stage, call, n, (calls_warmup, calls) in (
+        ("gallery_encode", encode_v(one_clip), 1, (s.warmup, s.repeats)),
+        ("gallery_encode", encode_v(many_clips), n_many, (1, s.batched_repeats)),
+        ("query_encode", encode_t(one_q), 1, (s.warmup, s.repeats)),
+        ("query_encode", encode_t(many_q), n_q, (1, s.batched_repeats)),
+    ):
+        rec.add(time_calls(call, calls_warmup, calls, device), stage=stage, backend="model", batch_size=n, items=n)
+    floats = sum(gallery_floats_per_video(stage.gallery) for stage in loaded)
+    rec.rows.append(
+        {**rec.base, "stage": "memory", "backend": "model", "batch_size": 1, "repeat": 0, "items": 1}
+        | {"bytes_per_video": 4 * floats}
+    )
+
+
+def _embedding_rows(rec: Recorder, stage: Loaded, s: Settings) -> None:
+    """FAISS and torch top-10 search at each gallery size (single query and a batch)."""
+    method = stage.method
+    assert isinstance(method, EmbeddingMethod)
+    real_g = method.gallery_vectors(stage.gallery).float().cpu().numpy()
+    qb = np.ascontiguousarray(method.query_vectors(stage.queries).float().cpu().numpy()[: s.batch])
+    for size in s.sizes:
+        vectors, synthetic = synthetic_gallery(real_g, size, s.seed)
+        index, tg = faiss_index(vectors), torch.from_numpy(vectors).to(s.device)
+        common = {"stage": "search", "gallery_size": size, "synthetic_gallery": synthetic}
+        common["top10_agreement"] = topk_agreement(qb, vectors)
+        for backend, single, batched in (
+            ("faiss", lambda: index.search(qb[:1], TOP), lambda: index.search(qb, TOP)),
+            (
+                "torch",
+                lambda: torch_topk(torch.from_numpy(qb[:1]).to(s.device), tg),
+                lambda: torch_topk(torch.from_numpy(qb).to(s.device), tg),
+            ),
+        ):
+            rec.add(time_calls(single, s.warmup, s.repeats, s.device), backend=backend, batch_size=1, items=1, **common)
+            rec.add(
+                time_calls(batched, 1, s.batched_repeats, s.device),
+                backend=backend,
+                batch_size=len(qb),
+                items=len(qb),
+                **common,
+            )
+
+
+def _pair_rows(rec: Recorder, stage: Loaded, s: Settings, gflops: float) -> None:
+    """One query against every video, up to the time cap, then linear extrapolation."""
+    method = stage.method
+    assert isinstance(method, PairMethod)
+    n_real = next(iter(stage.gallery.values())).shape[0]
+    one = {k: v[:1] for k, v in stage.queries.items()}
+    per_pair = pair_flops(method, one, stage.gallery, torch.arange(min(8, n_real), device=s.device)[None]) / min(
+        8, n_real
+    )
+    measured: tuple[int, float] | None = None
+    for size in s.sizes:
+        predicted = measured[1] * size / measured[0] if measured else 0.0
+        common = {"stage": "search", "backend": "pair", "gallery_size": size, "synthetic_gallery": size > n_real}
+        common |= {"flops_per_query": per_pair * size, "matmul_gflops": gflops}
+        if measured is None or predicted <= s.time_cap_s:
+            idx = torch.arange(size, device=s.device) % n_real
+            g = {k: v[idx] for k, v in stage.gallery.items()}
+            secs = time_calls(lambda g=g: method.score(one, g), 1, max(3, s.repeats // 5), s.device)
+            rec.add(secs, batch_size=1, items=1, **common)
+            measured = (size, float(np.median(secs)))
+        else:
+            rec.add([predicted], batch_size=1, items=1, measured=False, extrapolated=True, **common)
+
+
+def _rerank_rows(rec: Recorder, first: Loaded, second: Loaded, ks: list[int], s: Settings, gflops: float) -> None:
+    """FAISS top k of the first stage over each gallery size, then the pair method on those k (real features)."""
+    assert isinstance(first.method, EmbeddingMethod) and isinstance(second.method, PairMethod)
+    pair = second.method
+    real_g = first.method.gallery_vectors(first.gallery).float().cpu().numpy()
+    q1 = np.ascontiguousarray(first.method.query_vectors(first.queries).float().cpu().numpy()[:1])
+    q2 = {key: v[:1] for key, v in second.queries.items()}
+    n_real = next(iter(second.gallery.values())).shape[0]
+    for size in s.sizes:
+        vectors, synthetic = synthetic_gallery(real_g, size, s.seed)
+        index = faiss_index(vectors)
+        for k in ks:
+
+            def call(k: int = k) -> None:
+                _, ids = index.search(q1, k)
+                cand = torch.from_numpy(ids % n_real).to(s.device)  # [1, k]
+                pair.score_candidates(q2, second.gallery, cand)
+
+            flops = pair_flops(pair, q2, second.gallery, torch.arange(min(k, n_real), device=s.device)[None])
+            flops *= k / min(k, n_real)
+            common = {"stage": "search", "backend": "rerank", "k": k, "gallery_size": size}
+            common |= {"synthetic_gallery": synthetic, "flops_per_query": flops, "matmul_gflops": gflops}
+            rec.add(time_calls(call, s.warmup, s.repeats, s.device), batch_size=1, items=1, **common)
 
 
 @torch.no_grad()
 def benchmark(
-    config: dict[str, Any], name: str, seed: int, data_dir: str | Path, runs_dir: str | Path, out: str | Path
+    config: dict[str, Any], name: str, seed: int, data_dir: str | Path, models: list[str | Path], out: str | Path
 ) -> pd.DataFrame:
-    """Measure method ``name`` (weights from ``{runs_dir}/{stage}/seed{seed}/model.pt``); writes ``out`` (CSV)."""
-    from vtrbench.data.batches import eval_clips
-    from vtrbench.data.records import load_split
-    from vtrbench.evaluate import encode_gallery, encode_queries
-    from vtrbench.runs import load_trained
-    from vtrbench.train import pick_device, split_tokens
-
+    """Measure method ``name``; ``models``: its ``model.pt`` (a re-ranker: its first and second stage's). Writes
+    ``out`` (CSV, ``COLUMNS``)."""
     lcfg = config["latency"]
-    threads = lcfg["threads"]
-    torch.set_num_threads(threads)
+    torch.set_num_threads(lcfg["threads"])
     device = pick_device(config["train"]["device"])
-    runs_dir = Path(runs_dir)
     entry = config["methods"][name]
-    if entry["class"] == "rerank":
-        from baselines.rerank import RerankOptions, variant_names
-
-        opts = RerankOptions(**{k: v for k, v in entry.items() if k != "class"})
-        stages, names = [opts.first, opts.second], variant_names(name, entry)
-    else:
-        opts, stages, names = None, [name], [name]
+    two_stage = resolve(entry["class"]).kind == "rerank"
+    stages = [options_of(entry).first, options_of(entry).second] if two_stage else [name]
+    if len(models) != len(stages):
+        raise ValueError(
+            f"latency of {name!r} needs {len(stages)} model.pt file(s) ({', '.join(stages)}), got {len(models)}"
+        )
     data = load_split(data_dir, "test")
-    frames, big = config["eval"]["frames"], lcfg["batch_size"]
-    warmup, repeats, batched_repeats = lcfg["warmup"], lcfg["repeats"], lcfg["batched_repeats"]
-    loaded = []
-    for stage in stages:
-        setup = load_trained(config, stage, seed, data_dir, runs_dir / stage / f"seed{seed}" / "model.pt")
-        method = setup.method.to(device).eval()
-        tokens = split_tokens(setup, data)
-        gallery = encode_gallery(method, data, frames, config["eval"]["batch_size"], device)
-        queries = encode_queries(method, tokens, config["eval"]["batch_size"], device)
-        loaded.append((method, tokens, gallery, queries))
-
-    rec = Recorder(names[0], seed, threads, device)
-    one_clip = eval_clips(data, 0, 1, frames).to(device)
-    many_clips = eval_clips(data, 0, min(big, data.num_videos), frames).to(device)
-    one_q = [t[np.arange(1)] for _, t, _, _ in loaded]
-    many_q = [t[np.arange(min(big, len(data.captions)))] for _, t, _, _ in loaded]
-
-    def encode_v(clips: torch.Tensor) -> Callable[[], None]:
-        return lambda: [m.encode_videos(clips) for m, *_ in loaded]
-
-    def encode_t(toks: list) -> Callable[[], None]:
-        return lambda: [
-            m.encode_texts(t.input_ids.to(device), t.attention_mask.to(device))
-            for (m, *_), t in zip(loaded, toks, strict=True)
-        ]
-
-    n_many, n_q = many_clips.shape[0], many_q[0].input_ids.shape[0]
-    for stage, call, n, (calls_warmup, calls) in (  # single item (latency), then a batch (throughput)
-        ("gallery_encode", encode_v(one_clip), 1, (warmup, repeats)),
-        ("gallery_encode", encode_v(many_clips), n_many, (1, batched_repeats)),
-        ("query_encode", encode_t(one_q), 1, (warmup, repeats)),
-        ("query_encode", encode_t(many_q), n_q, (1, batched_repeats)),
-    ):
-        rec.add(time_calls(call, calls_warmup, calls, device), stage=stage, backend="model", batch_size=n, items=n)
-    floats = sum(gallery_floats_per_video(g) for _, _, g, _ in loaded)
-    rec.rows.append(
-        {
-            **rec.base,
-            "stage": "memory",
-            "backend": "model",
-            "batch_size": 1,
-            "repeat": 0,
-            "items": 1,
-            "bytes_per_video": 4 * floats,
-        }
+    loaded = [_load(config, m, seed, Path(data_dir), Path(p), data) for m, p in zip(stages, models, strict=True)]
+    settings = Settings(
+        lcfg["warmup"],
+        lcfg["repeats"],
+        lcfg["batched_repeats"],
+        lcfg["batch_size"],
+        lcfg["time_cap_s"],
+        [int(x) for x in lcfg["gallery_sizes"]],
+        device,
+        seed,
     )
-
-    first, _, gallery, queries = loaded[0]
-    sizes = [int(s) for s in lcfg["gallery_sizes"]]
-    if isinstance(first, EmbeddingMethod):
-        real_g = first.gallery_vectors(gallery).float().cpu().numpy()
-        real_q = first.query_vectors(queries).float().cpu().numpy()
-        qb = np.ascontiguousarray(real_q[:big])
-        for size in sizes:
-            vectors, synthetic = synthetic_gallery(real_g, size, seed)
-            index, tg = faiss_index(vectors), torch.from_numpy(vectors).to(device)
-            agree = topk_agreement(qb, vectors)
-            common = {"stage": "search", "gallery_size": size, "synthetic_gallery": synthetic, "top10_agreement": agree}
-            if opts is None:
-                for backend, single, batched in (
-                    ("faiss", lambda: index.search(qb[:1], TOP), lambda: index.search(qb, TOP)),
-                    (
-                        "torch",
-                        lambda: torch_topk(torch.from_numpy(qb[:1]).to(device), tg),
-                        lambda: torch_topk(torch.from_numpy(qb).to(device), tg),
-                    ),
-                ):
-                    rec.add(
-                        time_calls(single, warmup, repeats, device), backend=backend, batch_size=1, items=1, **common
-                    )
-                    rec.add(
-                        time_calls(batched, 1, batched_repeats, device),
-                        backend=backend,
-                        batch_size=len(qb),
-                        items=len(qb),
-                        **common,
-                    )
-            else:  # re-ranking: FAISS top k, then the pair scorer on those k (real token features, index mod n)
-                pair, _, pg, pq = loaded[1]
-                n_real = next(iter(pg.values())).shape[0]
-                for k, variant in zip(_repeat_k(opts.k, opts.fuse), names, strict=True):
-
-                    def call(k: int = k) -> None:
-                        _, ids = index.search(qb[:1], k)
-                        cand = torch.from_numpy(ids[0] % n_real).to(device)
-                        pair.score({key: v[:1] for key, v in pq.items()}, {key: v[cand] for key, v in pg.items()})
-
-                    rec.base["method"] = variant
-                    rec.add(
-                        time_calls(call, warmup, repeats, device), backend="rerank", batch_size=1, items=1, **common
-                    )
-                rec.base["method"] = names[0]
-    else:  # a pair method: one query against every video, up to the time cap, then linear extrapolation
-        n_real = next(iter(gallery.values())).shape[0]
-        one = {k: v[:1] for k, v in queries.items()}
-        measured: tuple[int, float] | None = None
-        for size in sizes:
-            predicted = measured[1] * size / measured[0] if measured else 0.0
-            common = {"stage": "search", "backend": "pair", "gallery_size": size, "synthetic_gallery": size > n_real}
-            if measured is None or predicted <= lcfg["time_cap_s"]:
-                idx = torch.arange(size, device=device) % n_real
-                g = {k: v[idx] for k, v in gallery.items()}
-                secs = time_calls(lambda g=g: first.score(one, g), 1, max(3, repeats // 5), device)
-                rec.add(secs, batch_size=1, items=1, **common)
-                measured = (size, float(np.median(secs)))
-            else:
-                rec.add([predicted], batch_size=1, items=1, measured=False, extrapolated=True, **common)
+    rec = Recorder(name, seed, lcfg["threads"], device)
+    _encode_rows(rec, loaded, data, config["eval"]["frames"], settings)
+    if two_stage:
+        gflops = matmul_gflops(device)
+        _rerank_rows(rec, loaded[0], loaded[1], [int(k) for k in options_of(entry).k], settings, gflops)
+    elif isinstance(loaded[0].method, EmbeddingMethod):
+        _embedding_rows(rec, loaded[0], settings)
+    else:
+        _pair_rows(rec, loaded[0], settings, matmul_gflops(device))
     frame = rec.frame()
-    if opts is not None:  # every variant shares the encoding and memory rows
-        shared = frame[frame.stage != "search"]
-        frame = pd.concat([frame] + [shared.assign(method=v) for v in names[1:]], ignore_index=True)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    frame.to_csv(tmp, index=False)
-    tmp.replace(out)
+    resultfiles.write_csv(frame, out)
     return frame
-
-
-def _repeat_k(ks: list[int], fusions: list[str]) -> list[int]:
-    """The depth of each variant in ``variant_names`` order (k outer, fusion inner)."""
-    return [int(k) for k in ks for _ in fusions]

@@ -15,6 +15,7 @@ options; it returns its training loss as named ``*_loss`` terms, which the train
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -33,9 +34,10 @@ METHODS: dict[str, str] = {
     "dual_encoder": "baselines.dual_encoder:DualEncoder",
     "cret": "cret.model:CRET",
     "cross_encoder": "baselines.cross_encoder:CrossEncoder",
-    "rerank": "baselines.rerank:Rerank",
+    "rerank": "vtrbench.rerank:Rerank",
     "external": "vtrbench.methods:ExternalMethod",
 }
+LossFn = Callable[[Tensor, Tensor, Tensor], Tensor]  # (text [B, D], frames [B, M, D], logit scale) -> scalar
 
 
 @dataclass
@@ -49,16 +51,17 @@ class RetrievalMethod(nn.Module):
     Args:
         backbones: the shared text / frame / temporal encoders (identical for every method of a run).
         options: the method's own options from the config (everything but ``class``).
+        methods: the config's whole method table, for a method that builds another configured method on the same
+            backbones (a cross-encoder embeds the embedding method it is warm-started from, ``init_from``).
     """
 
     kind: ClassVar[str] = "abstract"
     options_class: ClassVar[type] = NoOptions  # the dataclass of the method's options (validated with the config)
 
-    def __init__(self, backbones: Backbones, options: dict[str, Any]):
+    def __init__(self, backbones: Backbones, options: dict[str, Any], methods: dict[str, Any] | None = None):
         super().__init__()
         self.backbones = backbones
-        self.options = dict(options)
-        self.opts = parse_options(self.options_class, self.options, type(self).__name__)
+        self.opts = parse_options(self.options_class, dict(options), type(self).__name__)
 
     def encode_videos(self, frames: Tensor) -> Features:
         """frames: [B, M, 3, H, W] float -> gallery features, each tensor [B, ...]."""
@@ -99,11 +102,32 @@ class RetrievalMethod(nn.Module):
         """Caption indices to evaluate (a fixed seeded subset for a slow pair scorer), or None for all."""
         return None
 
+    def loss_label(self) -> str:
+        """The loss it trains with, as the tables name it (e.g. ``nce``, ``gees``)."""
+        return type(self).__name__.lower()
+
+    @classmethod
+    def loss_benchmarks(cls) -> dict[str, LossFn]:
+        """Losses the throughput step times alone, on random text [B, D] and frame [B, M, D] features (name -> fn).
+
+        A method whose loss is a research question of its own (CRET: GEES against NCE) declares them here; the
+        harness never imports a loss by name.
+        """
+        return {}
+
 
 class EmbeddingMethod(RetrievalMethod):
     """Score = inner product of a flat query vector and a flat gallery vector (FAISS-compatible)."""
 
     kind = "embedding"
+
+    def logit_scale(self) -> float:
+        """The factor that puts ``score`` in logit units (its learned inverse temperature; 1.0 if it has none).
+
+        Two-stage retrieval adds ``w * logit_scale * score`` to a pair method's logits, so the weights it tries
+        on val mean the same thing for every first stage.
+        """
+        return 1.0
 
     def query_vectors(self, queries: Features) -> Tensor:
         """[n_text, D_flat] such that ``score == query_vectors @ gallery_vectors.T``."""
@@ -124,15 +148,33 @@ class EmbeddingMethod(RetrievalMethod):
 
 
 class PairMethod(RetrievalMethod):
-    """Score needs a joint forward pass per (query, video) pair."""
+    """Score needs a joint forward pass per (query, video) pair.
+
+    A pair method implements :meth:`score_candidates`; full-gallery scoring is the special case where every video
+    is a candidate, and two-stage retrieval (``vtrbench.rerank``) passes an embedding method's top k.
+    """
 
     kind = "pair"
+
+    def score_candidates(self, queries: Features, gallery: Features, candidates: Tensor) -> Tensor:
+        """Scores of given candidates: ``candidates`` [n_text, k] gallery indices -> [n_text, k] (logit units)."""
+        raise NotImplementedError(f"{type(self).__name__}.score_candidates")
+
+    def interaction_scores(self, queries: Features, gallery: Features, candidates: Tensor) -> Tensor:
+        """The joint model's own part of :meth:`score_candidates` (without a term it adds from a warm-start
+        embedding, e.g. a residual dual-encoder cosine): what the model-based part itself knows. [n_text, k]."""
+        return self.score_candidates(queries, gallery, candidates)
+
+    def score(self, queries: Features, gallery: Features) -> Tensor:
+        n_text, n_video = next(iter(queries.values())).shape[0], next(iter(gallery.values())).shape[0]
+        device = next(iter(gallery.values())).device
+        every = torch.arange(n_video, device=device).expand(n_text, n_video)  # [n_text, n_video]
+        return self.score_candidates(queries, gallery, every)
 
 
 @dataclass
 class ExternalOptions:
-    description: str = ""  # shown nowhere; a note for the reader of the config
-    rules: str | None = None  # Snakemake file (relative to the Snakefile) with the rule that writes the result files
+    rules: str | None = None  # Snakemake file (relative to the working directory) with the rule writing the results
 
 
 class ExternalMethod(RetrievalMethod):
@@ -165,11 +207,14 @@ def resolve(class_name: str) -> type[RetrievalMethod]:
     return cls
 
 
-def build_method(backbones: Backbones, method_config: dict[str, Any]) -> RetrievalMethod:
-    """Instantiate a method from its config entry (``{"class": name, **options}``)."""
+def build_method(
+    backbones: Backbones, method_config: dict[str, Any], methods: dict[str, Any] | None = None
+) -> RetrievalMethod:
+    """Instantiate a method from its config entry (``{"class": name, **options}``); ``methods``: the config's
+    method table, for a method that embeds another one (``init_from``)."""
     options = dict(method_config)
     cls = resolve(options.pop("class"))
-    return cls(backbones, options)
+    return cls(backbones, options, methods)
 
 
 def gallery_floats_per_video(gallery: Features) -> int:

@@ -1,15 +1,147 @@
-"""Load a trained run back and evaluate it: the bridge between ``model.pt`` and the result files."""
+"""Building a run and reading or writing its checkpoints: the one place that turns a config into a method.
+
+Train, evaluate, re-ranking, latency, throughput and the device check all build methods through :func:`build`,
+so a method is the same object wherever it is measured. A checkpoint carries the *identity* of the run that wrote
+it (the run's config, as ``vtrbench.plan`` defines it, and the seed), and nothing is resumed or evaluated from a
+checkpoint of another identity.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
-from vtrbench.data.records import load_split
-from vtrbench.evaluate import evaluate, write_results
-from vtrbench.train import Setup, build, load_checkpoint, pick_device, run_identity, split_tokens
+from vtrbench import plan, resultfiles
+from vtrbench.backbones import BackboneConfig, Backbones, load_tokenizer
+from vtrbench.data.batches import Tokens, tokenize
+from vtrbench.data.records import SplitData
+from vtrbench.methods import RetrievalMethod, build_method
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device is 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
+    return torch.device("cuda" if name in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+
+
+def git_commit() -> str:
+    """The commit of the code that runs (recorded in every checkpoint, so results name the code they came from)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parent,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+@dataclass
+class Setup:
+    """A method ready to train or evaluate, with the tokenizer and config it was built from."""
+
+    method: RetrievalMethod
+    tokenizer: Any
+    config: dict[str, Any]
+    method_name: str
+    data_dir: Path
+    selected: dict[str, Any] | None = None  # step and val score of the loaded checkpoint (None: fresh weights)
+
+
+def build(config: dict[str, Any], method_name: str, data_dir: str | Path) -> Setup:
+    """Build the shared backbones and the named method (the same code path for every step)."""
+    if method_name not in config["methods"]:
+        raise ValueError(f"unknown method {method_name!r}; the config defines: {', '.join(config['methods'])}")
+    backbone_cfg = BackboneConfig.from_dict(config.get("model", {}))
+    tokenizer = load_tokenizer(backbone_cfg.text, Path(data_dir) / "vocab.txt")
+    backbones = Backbones(backbone_cfg, vocab_size=len(tokenizer), image_size=config["dataset"]["resolution"])
+    method = build_method(backbones, config["methods"][method_name], config["methods"])
+    return Setup(method=method, tokenizer=tokenizer, config=config, method_name=method_name, data_dir=Path(data_dir))
+
+
+def split_tokens(setup: Setup, split: SplitData) -> Tokens:
+    """The split's captions tokenised once per dataset and tokenizer: cached beside the prepared data.
+
+    The cache key covers the tokenizer's class and vocabulary, the length and the captions themselves, so a
+    cached file is never used for other text (a stale one is simply not found).
+    """
+    max_length = setup.config["model"]["text"]["max_length"]
+    key = _tokens_key(setup.tokenizer, max_length, split.captions)
+    path = setup.data_dir / "tokens" / f"{key}.pt"
+    if path.is_file():
+        try:
+            cached = torch.load(path, map_location="cpu", weights_only=True)
+            return Tokens(cached["input_ids"], cached["attention_mask"])
+        except (OSError, RuntimeError, KeyError):
+            pass  # unreadable cache: tokenise again and rewrite it
+    tokens = tokenize(setup.tokenizer, split.captions, max_length)
+    with contextlib.suppress(OSError):  # a read-only data folder: the tokens are still correct, only not cached
+        resultfiles.save_torch({"input_ids": tokens.input_ids, "attention_mask": tokens.attention_mask}, path)
+    return tokens
+
+
+def _tokens_key(tokenizer: Any, max_length: int, captions: list[str]) -> str:
+    digest = hashlib.sha256()
+    digest.update(f"{type(tokenizer).__name__}|{max_length}|{tokenizer.all_special_tokens}".encode())
+    digest.update(plan.canonical(dict(sorted(tokenizer.get_vocab().items()))).encode())
+    digest.update("\n".join(captions).encode())
+    return digest.hexdigest()[:16]
+
+
+def run_identity(config: dict[str, Any], method_name: str, seed: int) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed or evaluated: the run's config (``plan.run_config``) and seed."""
+    return {"method": method_name, "run": plan.run_config(config, method_name), "seed": seed}
+
+
+def effective_train(config: dict[str, Any], method: RetrievalMethod) -> dict[str, Any]:
+    """``train`` as this method trains: the config's section with the method's own overrides (e.g. its steps)."""
+    return {**config["train"], **method.train_overrides()}
+
+
+def resolved_config(config: dict[str, Any], method: RetrievalMethod) -> dict[str, Any]:
+    """The config as the run used it (stored in model.pt): the method's overrides applied to ``train``."""
+    return {**config, "train": effective_train(config, method)}
+
+
+def load_checkpoint(path: Path, identity: dict[str, Any]) -> dict[str, Any]:
+    """Load a checkpoint and refuse one written for another method, config or seed."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"checkpoint {path} not found: train this method first") from err
+    except Exception as err:  # a truncated or foreign file: say which and what to do
+        raise RuntimeError(f"cannot read checkpoint {path}: {err}; delete it to start over") from err
+    if not isinstance(ckpt, dict) or "identity" not in ckpt:
+        raise RuntimeError(f"{path} is not a vtrbench checkpoint; delete it or point --out elsewhere")
+    if ckpt["identity"] != identity:
+        theirs = ckpt["identity"]
+        raise RuntimeError(
+            f"checkpoint {path} was written for a different {', '.join(_identity_diff(theirs, identity)) or 'run'} "
+            f"(method {theirs.get('method')!r}); delete {path.parent} or use another output folder"
+        )
+    return ckpt
+
+
+def _identity_diff(theirs: dict[str, Any], ours: dict[str, Any]) -> list[str]:
+    """What differs between two identities, in the config's words (method, method_config, stages, train, ...)."""
+    diff = [k for k in ("method", "seed") if theirs.get(k) != ours[k]]
+    their_run, our_run = theirs.get("run") or {}, ours["run"]
+    their_methods, our_methods = dict(their_run.get("methods") or {}), dict(our_run["methods"])
+    if their_methods.pop(theirs.get("method"), None) != our_methods.pop(ours["method"]):
+        diff.append("method_config")
+    if their_methods != our_methods:
+        diff.append("stages")  # a warm-start source or a re-ranking stage
+    return diff + [k for k in our_run if k != "methods" and their_run.get(k) != our_run[k]]
 
 
 def load_trained(
@@ -20,46 +152,25 @@ def load_trained(
     setup = build(config, method_name, data_dir)
     setup.method.load_state_dict(ckpt["model"])
     setup.method.eval()
-    setup.selected = {"step": ckpt["step"], "val": ckpt["val"]}
+    setup.selected = {"step": ckpt["step"], "val": ckpt["val"], "commit": ckpt.get("commit", "unknown")}
     return setup
 
 
-def evaluate_checkpoint(
-    config: dict[str, Any],
-    method_name: str,
-    seed: int,
-    data_dir: str | Path,
-    model_path: str | Path,
-    out_dir: str | Path,
-    split: str = "test",
-) -> dict[str, Any]:
-    """Evaluate ``model.pt`` on ``split``; writes ``metrics.json`` and ``ranks.parquet`` under ``out_dir``."""
-    torch.set_num_threads(config["train"]["threads"])
-    device = pick_device(config["train"]["device"])
-    setup = load_trained(config, method_name, seed, data_dir, model_path)
-    setup.method.to(device)
-    data = load_split(data_dir, split)
-    result = evaluate(
-        setup.method,
-        data,
-        split_tokens(setup, data),
-        config["eval"]["frames"],
-        config["eval"]["batch_size"],
-        device,
-        method_name,
-        amp=config["train"]["amp"],
-    )
-    extra = {
-        "method": method_name,
-        "method_class": config["methods"][method_name]["class"],
-        "kind": setup.method.kind,
-        "seed": seed,
-        "dataset": config["dataset"]["name"],
-        "split": split,
-        "selected_step": setup.selected["step"],
-        "val_score": setup.selected["val"],
-        "train_steps": config["train"]["steps"],
-        "parameters": sum(p.numel() for p in setup.method.parameters()),
-    }
-    write_results(result, data, Path(out_dir), extra)
-    return {**extra, **result.metrics}
+def warm_start(method: RetrievalMethod, config: dict[str, Any], name: str, path: str | Path | None) -> None:
+    """Initialise ``name`` from the trained weights of the method its ``init_from`` names (same seed)."""
+    source = config["methods"][name]["init_from"]
+    if path is None:
+        raise ValueError(f"method {name!r} warm-starts from {source!r}: pass --init-from .../{source}/.../model.pt")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError) as err:
+        raise RuntimeError(f"cannot read the warm-start checkpoint {path}: {err}; retrain {source!r}") from err
+    identity = ckpt.get("identity", {}) if isinstance(ckpt, dict) else {}
+    expected = plan.run_config(config, source)
+    if identity.get("method") != source or identity.get("run") != expected:
+        raise RuntimeError(
+            f"{path} is not a {source!r} checkpoint of this config (it holds {identity.get('method')!r}); "
+            f"retrain {source!r} or fix init_from"
+        )
+    method.warm_start(ckpt["model"])
+    tqdm.write(f"{name}: warm-started from {path} (step {ckpt.get('step')})")

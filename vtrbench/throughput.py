@@ -12,21 +12,23 @@ follows the house recipe (docs/style.md §7.14): ``warmup`` calls discarded, ``c
 the clock, ``time.perf_counter_ns()``, one raw row per call with device, dtype and batch size; medians and p95 are
 computed at aggregation (:func:`summarize`).
 
-Phases timed per grid point (B, M) and repeat:
-    step      one full training step: loss forward, backward, grad clipping, AdamW step (what the trainer times)
+Phases timed per grid point (B, M) and repeat (interleaved, so every ratio is paired):
+    step      the trainer's step (``vtrbench.train.logged_step``): LR, loss forward, backward, clipping, AdamW
+    bare      the same maths written as a bare loop (forward, sum of the terms, backward, clipping, AdamW step):
+              ``overhead = step / bare`` is what the harness costs on top of the model
     forward   ``loss(batch)`` forward only (no grad)
     encode    ``encode_videos`` + ``encode_texts`` forward only (no grad): the per-item encoders
-``forward - encode`` is the part of the forward spent outside the per-item encoders (the head and the loss: the B x B
+``forward - encode`` is the part of the forward spent outside the per-item encoders (the head and the loss: the B x C
 pair scoring of a cross-encoder, GEES/NCE and the CCM score of CRET); ``loss_share = head_ms / forward_ms``.
 
-The loss-level benchmark times GEES and NCE alone (forward + backward) on random L2-normalised features text [B, D]
-and frames [B, M, D], over the same grid: the cost GEES adds on top of NCE, free of the encoders.
+The loss-level benchmark times the losses a method class declares (``RetrievalMethod.loss_benchmarks``: CRET's
+GEES and NCE) alone, forward + backward, on random L2-normalised features text [B, D] and frames [B, M, D], over
+the same grid: the cost GEES adds on top of NCE, free of the encoders.
 """
 
 from __future__ import annotations
 
 import resource
-import time
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +37,14 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from vtrbench.report.aggregate import write_csv_atomic
+from vtrbench import resultfiles
+from vtrbench.data.records import load_split
+from vtrbench.methods import resolve
+from vtrbench.runs import build, pick_device, split_tokens
+from vtrbench.timing import synchronize, time_once
+from vtrbench.train import logged_step, make_optimizer
 
-PHASES = ("step", "forward", "encode")
+PHASES = ("step", "bare", "forward", "encode")
 RAW_COLUMNS = [
     "method",
     "method_class",
@@ -58,21 +65,7 @@ RAW_COLUMNS = [
 LOSS_COLUMNS = ["loss", "frames", "batch_size", "dim", "rep", "ms", "device", "dtype", "threads"]
 
 
-# ----- clock and memory -----
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed_ms(fn: Any, device: torch.device) -> float:
-    """Run ``fn()`` once; wall time in ms with the device synchronised before both clock reads."""
-    _sync(device)
-    start = time.perf_counter_ns()
-    fn()
-    _sync(device)
-    return (time.perf_counter_ns() - start) / 1e6
-
-
+# ----- memory -----
 def _reset_peak(device: torch.device) -> str:
     """Start a new peak-memory window; returns what will be read (``cuda_max_allocated`` or an RSS kind)."""
     if device.type == "cuda":
@@ -98,18 +91,7 @@ def _peak_mb(device: torch.device, kind: str) -> float:
 # ----- inputs -----
 def timed_methods(config: dict[str, Any]) -> list[str]:
     """The config's methods that train (kind ``embedding`` or ``pair``); a re-ranker combines trained ones."""
-    from vtrbench.methods import resolve
-
     return [name for name, entry in config["methods"].items() if resolve(entry["class"]).kind in ("embedding", "pair")]
-
-
-def method_loss_name(entry: dict[str, Any]) -> str:
-    """The loss a method trains with, for the tables: CRET's ``global_loss``, ``nce`` for dual encoders, else class."""
-    if entry["class"] == "cret":
-        return entry.get("global_loss", "gees")
-    if entry["class"] == "dual_encoder":
-        return "nce"
-    return entry["class"]
 
 
 def random_batch(tokens: Any, batch_size: int, frames: int, resolution: int, generator: torch.Generator) -> dict:
@@ -136,9 +118,6 @@ def measure_method(
     repeats: int,
 ) -> pd.DataFrame:
     """Raw rows (``RAW_COLUMNS``): one per (frames, batch size, phase, repeat) for ``method_name``."""
-    from vtrbench.data.records import load_split
-    from vtrbench.train import _param_groups, build, pick_device, split_tokens
-
     tcfg = config["train"]
     torch.set_num_threads(tcfg["threads"])
     device = pick_device(tcfg["device"])
@@ -146,22 +125,27 @@ def measure_method(
     setup = build(config, method_name, data_dir)
     method = setup.method.to(device).train()
     tokens = split_tokens(setup, load_split(data_dir, "val"))
-    optimizer = torch.optim.AdamW(_param_groups(method, config), lr=1e-6)
+    optimizer = make_optimizer(method, config, 1e-6)
+    parameters = [p for p in method.parameters() if p.requires_grad]
     amp = tcfg["amp"] and device.type == "cuda"
-    dtype = "bfloat16" if amp else "float32"
-    entry = config["methods"][method_name]
     resolution = config["dataset"]["resolution"]
     generator = torch.Generator().manual_seed(0)
-    rows: list[dict[str, Any]] = []
+    constant = {
+        "method": method_name,
+        "method_class": config["methods"][method_name]["class"],
+        "kind": method.kind,
+        "loss": method.loss_label(),
+        "device": device.type,
+        "dtype": "bfloat16" if amp else "float32",
+        "resolution": resolution,
+    }
 
-    def step(batch: dict) -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            terms = method.loss(batch)
-        loss = sum(v for k, v in terms.items() if k.endswith("_loss"))
+    def bare(batch: dict) -> None:  # the same maths as the trainer's step, nothing around it
+        loss = sum(v for k, v in method.loss(batch).items() if k.endswith("_loss"))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if tcfg["grad_clip"] > 0:
-            torch.nn.utils.clip_grad_norm_(method.parameters(), tcfg["grad_clip"])
+            torch.nn.utils.clip_grad_norm_(parameters, tcfg["grad_clip"])
         optimizer.step()
 
     @torch.no_grad()
@@ -175,48 +159,47 @@ def measure_method(
             method.encode_videos(batch["frames"])
             method.encode_texts(batch["input_ids"], batch["attention_mask"])
 
-    calls = {"step": step, "forward": forward, "encode": encode}
+    calls = {
+        "step": lambda batch: logged_step(method.loss, parameters, optimizer, batch, 1e-6, tcfg, amp),
+        "bare": bare if not amp else None,  # the bare loop has no autocast: compared on fp32 runs only
+        "forward": forward,
+        "encode": encode,
+    }
+    calls = {phase: call for phase, call in calls.items() if call is not None}
+    rows: list[dict[str, Any]] = []
     for M in frames:
         for B in batch_sizes:
-            batch = {
-                k: v.to(device) for k, v in random_batch(tokens, B, M, resolution, generator).items()
-            }  # one batch per grid point: the inputs' values do not change the time
-            for _ in range(warmup):
+            batch = {k: v.to(device) for k, v in random_batch(tokens, B, M, resolution, generator).items()}
+            for _ in range(warmup):  # one batch per grid point: the inputs' values do not change the time
                 for call in calls.values():
                     call(batch)
             kind = _reset_peak(device)
-            times = []  # phases interleaved per repeat, so forward - encode is a paired difference
-            for rep in range(repeats):
-                times += [
-                    (phase, rep, _timed_ms(lambda call=call, batch=batch: call(batch), device))
-                    for phase, call in calls.items()
-                ]
+            times = [  # phases interleaved per repeat, so step / bare and forward - encode are paired
+                (phase, rep, 1000 * time_once(lambda call=call, batch=batch: call(batch), device))
+                for rep in range(repeats)
+                for phase, call in calls.items()
+            ]
+            synchronize(device)
             peak = _peak_mb(device, kind)  # the grid point's peak (the step phase's, which holds the autograd graph)
             for phase, rep, ms in times:
                 rows.append(
-                    {
-                        "method": method_name,
-                        "method_class": entry["class"],
-                        "kind": method.kind,
-                        "loss": method_loss_name(entry),
-                        "frames": M,
-                        "batch_size": B,
-                        "phase": phase,
-                        "rep": rep,
-                        "ms": ms,
-                        "peak_mem_mb": peak,
-                        "mem_kind": kind,
-                        "device": device.type,
-                        "dtype": dtype,
-                        "threads": torch.get_num_threads(),
-                        "resolution": resolution,
-                    }
+                    {**constant, "frames": M, "batch_size": B, "phase": phase, "rep": rep, "ms": ms}
+                    | {"peak_mem_mb": peak, "mem_kind": kind, "threads": torch.get_num_threads()}
                 )
     return pd.DataFrame(rows, columns=RAW_COLUMNS)
 
 
-# ----- loss-level benchmark (GEES vs NCE alone) -----
+# ----- loss-level benchmark (losses a method class declares, e.g. GEES vs NCE) -----
+def declared_losses(config: dict[str, Any]) -> dict[str, Any]:
+    """name -> loss function, over every configured method class's ``loss_benchmarks``."""
+    out: dict[str, Any] = {}
+    for entry in config["methods"].values():
+        out.update(resolve(entry["class"]).loss_benchmarks())
+    return out
+
+
 def measure_losses(
+    losses: dict[str, Any],
     frames: list[int],
     batch_sizes: list[int],
     dim: int,
@@ -225,23 +208,16 @@ def measure_losses(
     device: torch.device | str = "cpu",
     threads: int = 1,
 ) -> pd.DataFrame:
-    """Raw rows (``LOSS_COLUMNS``): GEES and NCE forward + backward on random features, per (M, B, repeat)."""
-    from cret.gees import gees_loss, mean_nce_loss
-
+    """Raw rows (``LOSS_COLUMNS``): each loss forward + backward on random features, per (M, B, repeat)."""
     torch.set_num_threads(threads)
     device = torch.device(device)
     generator = torch.Generator().manual_seed(0)
-    losses = {
-        "gees": lambda t, h, s: gees_loss(t, h, s),
-        "nce": lambda t, h, s: mean_nce_loss(t, h, s),
-    }
     rows: list[dict[str, Any]] = []
     for M in frames:
         for B in batch_sizes:
             text = F.normalize(torch.randn(B, dim, generator=generator), dim=-1).to(device).requires_grad_()
             h = F.normalize(torch.randn(B, M, dim, generator=generator), dim=-1).to(device).requires_grad_()
             scale = torch.tensor(1 / 0.07, device=device, requires_grad=True)
-
             for name, fn in losses.items():
 
                 def call(fn: Any = fn, args: tuple = (text, h, scale)) -> None:
@@ -251,17 +227,9 @@ def measure_losses(
                     call()
                 for rep in range(repeats):
                     rows.append(
-                        {
-                            "loss": name,
-                            "frames": M,
-                            "batch_size": B,
-                            "dim": dim,
-                            "rep": rep,
-                            "ms": _timed_ms(call, device),
-                            "device": device.type,
-                            "dtype": "float32",
-                            "threads": torch.get_num_threads(),
-                        }
+                        {"loss": name, "frames": M, "batch_size": B, "dim": dim, "rep": rep}
+                        | {"ms": 1000 * time_once(call, device), "device": device.type, "dtype": "float32"}
+                        | {"threads": torch.get_num_threads()}
                     )
     return pd.DataFrame(rows, columns=LOSS_COLUMNS)
 
@@ -275,17 +243,23 @@ def summarize(raw: pd.DataFrame) -> pd.DataFrame:
     """Medians per (method, frames, batch size) of the raw rows.
 
     Columns: method, method_class, kind, loss, frames, batch_size, device, dtype, threads, reps, step_ms,
-    step_ms_p95, clips_per_s (B / median step), forward_ms, encode_ms, head_ms (median over repeats of
-    forward - encode), loss_share (head_ms / forward_ms), peak_mem_mb (the step phase's peak).
+    step_ms_p95, clips_per_s (B / median step), bare_ms, overhead (median over repeats of step / bare, paired),
+    forward_ms, encode_ms, head_ms (median over repeats of forward - encode), loss_share (head_ms / forward_ms),
+    peak_mem_mb (the step phase's peak).
     """
     keys = ["method", "method_class", "kind", "loss", "frames", "batch_size", "device", "dtype", "threads"]
     wide = raw.pivot_table(index=[*keys, "rep"], columns="phase", values="ms", aggfunc="first").reset_index()
     wide["head"] = wide["forward"] - wide["encode"]
+    if "bare" not in wide:
+        wide["bare"] = np.nan
+    wide["ratio"] = wide["step"] / wide["bare"]
     grouped = wide.groupby(keys, sort=False)
     table = grouped.agg(
         reps=("rep", "nunique"),
         step_ms=("step", "median"),
         step_ms_p95=("step", _p95),
+        bare_ms=("bare", "median"),
+        overhead=("ratio", "median"),
         forward_ms=("forward", "median"),
         encode_ms=("encode", "median"),
         head_ms=("head", "median"),
@@ -307,67 +281,40 @@ def summarize_losses(raw: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(["loss", "frames", "batch_size"], ignore_index=True)
 
 
-def plot_step_time(table: pd.DataFrame, loss_table: pd.DataFrame, batch_size: int, path: Path) -> None:
-    """Step time against frames (one line per method, at ``batch_size`` when measured) and GEES vs NCE alone."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    data = table[table.batch_size == batch_size] if (table.batch_size == batch_size).any() else table
-    sns.lineplot(data=data, x="frames", y="step_ms", hue="method", style="method", markers=True, ax=axes[0])
-    bs = sorted(data.batch_size.unique())
-    axes[0].set(title=f"full training step (B = {', '.join(map(str, bs))})", ylabel="step time (ms, median)")
-    loss_data = loss_table.assign(B=loss_table.batch_size.astype(str))
-    sns.lineplot(data=loss_data, x="frames", y="ms", hue="loss", style="B", markers=True, ax=axes[1])
-    axes[1].set(title="loss alone: forward + backward", ylabel="time (ms, median)")
-    for ax in axes:
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ticks = sorted(set(data.frames) | set(loss_data.frames))
-        ax.set_xticks(ticks, [str(t) for t in ticks])
-        ax.set_xlabel("frames per video M")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
-
-
 def run_throughput(config: dict[str, Any], method_name: str, data_dir: str | Path, out: str | Path) -> pd.DataFrame:
     """Measure one method over ``config['throughput']``'s grid; write the raw rows to ``out`` (CSV)."""
     t = config["throughput"]
     raw = measure_method(config, method_name, data_dir, t["frames"], t["batch_sizes"], t["warmup"], t["repeats"])
-    write_csv_atomic(raw, Path(out))
+    resultfiles.write_csv(raw, out)
     return raw
 
 
 def run_loss_throughput(config: dict[str, Any], out: str | Path) -> pd.DataFrame:
-    """GEES vs NCE alone over ``config['throughput']``'s grid; raw rows to ``out`` (CSV)."""
-    from vtrbench.train import pick_device
-
+    """The declared losses alone over ``config['throughput']``'s grid; raw rows to ``out`` (CSV)."""
     t = config["throughput"]
     device = pick_device(config["train"]["device"])
     raw = measure_losses(
-        t["frames"], t["batch_sizes"], t["loss_dim"], t["warmup"], t["loss_repeats"], device, config["train"]["threads"]
+        declared_losses(config),
+        t["frames"],
+        t["batch_sizes"],
+        t["loss_dim"],
+        t["warmup"],
+        t["loss_repeats"],
+        device,
+        config["train"]["threads"],
     )
-    write_csv_atomic(raw, Path(out))
+    resultfiles.write_csv(raw, out)
     return raw
 
 
-def aggregate_throughput(
-    method_files: list[str | Path], loss_file: str | Path, batch_size: int, tables: str | Path, plot: str | Path
-) -> pd.DataFrame:
-    """``throughput.csv`` (medians per method and grid point), ``loss_throughput.csv`` and the step-time plot."""
+def aggregate_throughput(method_files: list[str | Path], loss_file: str | Path, tables: str | Path) -> pd.DataFrame:
+    """``throughput.csv`` (medians per method and grid point) and ``loss_throughput.csv``."""
     if not method_files:
         raise FileNotFoundError("no throughput.csv files given: run the throughput step first")
-    raw = pd.concat([pd.read_csv(p) for p in method_files], ignore_index=True)
+    raw = pd.concat([resultfiles.read_csv(p, ("method", "phase", "ms")) for p in method_files], ignore_index=True)
     table = summarize(raw)
-    loss_table = summarize_losses(pd.read_csv(loss_file))
-    write_csv_atomic(table, Path(tables) / "throughput.csv")
-    write_csv_atomic(loss_table, Path(tables) / "loss_throughput.csv")
-    plot_step_time(table, loss_table, batch_size, Path(plot))
+    loss_raw = resultfiles.read_csv(loss_file, ("loss", "ms"))
+    loss_table = summarize_losses(loss_raw) if len(loss_raw) else pd.DataFrame(columns=LOSS_COLUMNS)
+    resultfiles.write_csv(table, Path(tables) / "throughput.csv")
+    resultfiles.write_csv(loss_table, Path(tables) / "loss_throughput.csv")
     return table

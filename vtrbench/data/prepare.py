@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from vtrbench import resultfiles
 from vtrbench.data import records
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -38,7 +39,7 @@ def prepare(config: dict[str, Any], out_root: str | Path, threads: int = 1) -> d
         "config": dataset,
         "fingerprint": fingerprint(out_root),
     }
-    records.write_json_atomic(out_root / "manifest.json", manifest)
+    resultfiles.write_json(out_root / "manifest.json", manifest)
     return manifest
 
 
@@ -80,9 +81,7 @@ def words_of(captions: list[str]) -> list[str]:
 
 
 def write_vocab(path: Path, words: list[str]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(SPECIAL_TOKENS + [w for w in words if w not in SPECIAL_TOKENS]) + "\n")
-    tmp.replace(path)
+    resultfiles.write_text(path, "\n".join(SPECIAL_TOKENS + [w for w in words if w not in SPECIAL_TOKENS]) + "\n")
 
 
 def fingerprint(root: Path) -> str:

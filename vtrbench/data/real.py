@@ -19,11 +19,9 @@ and never stop a strict run. The caller writes manifest.json and vocab.txt from 
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -32,18 +30,21 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from datasets import Dataset, NamedSplit
 from tqdm.auto import tqdm
 
+from vtrbench import resultfiles
 from vtrbench.data import video as video_io
 from vtrbench.data.annotations import DATASETS, VideoAnnotation, find_duplicates, load_annotations
-from vtrbench.data.records import NO_GROUP, ORIGINAL, SPLITS, replace_dir, video_features, write_split
+from vtrbench.data.records import NO_GROUP, ORIGINAL, SPLITS, video_features, write_split
+from vtrbench.resultfiles import replace_dir
 
 log = logging.getLogger(__name__)
 
-PROBLEM_KINDS = ("missing", "no_captions", "in_several_splits", "decode_error", "too_short")
+PROBLEM_KINDS = ("missing", "no_captions", "in_several_splits", "decode_error", "truncated", "too_short")
 PROBLEM_COLUMNS = ("split", "video_id", "problem", "detail")
-SHARD_FORMAT = 1  # bump when the shard layout or the decoding changes, so old caches are not reused
+SHARD_FORMAT = 2  # bump when the shard layout or the decoding changes (2: truncation detected whatever the threading)
 SHOWN_PROBLEMS = 5
 
 
@@ -285,17 +286,19 @@ def _save_shard(path: Path, video_ids: list[str], results: list, cfg: RealDataCo
     ok = [(vid, r) for vid, r in zip(video_ids, results, strict=True) if isinstance(r, np.ndarray)]
     failed = [(vid, r) for vid, r in zip(video_ids, results, strict=True) if not isinstance(r, np.ndarray)]
     frames = np.stack([r for _, r in ok]) if ok else np.zeros((0, T, R, R, 3), np.uint8)  # [n_ok, T, R, R, 3]
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
-        np.savez(
-            f,
-            video_ids=np.array([vid for vid, _ in ok], dtype=str),
-            frames=frames,
-            failed_ids=np.array([vid for vid, _ in failed], dtype=str),
-            failed_kinds=np.array(["too_short" if e.reason == "no_frames" else "decode_error" for _, e in failed]),
-            failed_details=np.array([str(e) for _, e in failed], dtype=str),
-        )
-    os.replace(tmp, path)
+    resultfiles.write_npz(
+        path,
+        video_ids=np.array([vid for vid, _ in ok], dtype=str),
+        frames=frames,
+        failed_ids=np.array([vid for vid, _ in failed], dtype=str),
+        failed_kinds=np.array([_problem_kind(e) for _, e in failed]),
+        failed_details=np.array([str(e) for _, e in failed], dtype=str),
+    )
+
+
+def _problem_kind(error: video_io.VideoDecodeError) -> str:
+    """The problems.csv kind of a decoding failure: a clip with no frame, a truncated file, or another error."""
+    return {"no_frames": "too_short", "truncated": "truncated"}.get(error.reason, "decode_error")
 
 
 def _write_split(
@@ -347,12 +350,7 @@ def _write_duplicates(path: Path, captions: dict[str, dict[str, list[str]]]) -> 
 
 
 def _write_csv_atomic(path: Path, columns: tuple[str, ...], rows: list[list]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(columns)
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    resultfiles.write_csv(pd.DataFrame(rows, columns=list(columns)), path)
 
 
 def _count_kinds(problems: list[Problem]) -> dict[str, int]:

@@ -15,13 +15,12 @@ dataset. ``group_id`` / ``variant`` carry the synthetic benchmark's hard-negativ
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 from datasets import Array4D, Dataset, Features, Value, disable_progress_bars, load_from_disk
 
 disable_progress_bars()  # one bar per table save would bury our own progress bars in the logs
@@ -130,46 +129,41 @@ def load_split(root: str | Path, split: str) -> SplitData:
     for name, table in (("videos", videos), ("captions", captions)):
         if table is None or len(table) == 0:
             raise ValueError(f"split {split!r} in {root} has no {name}: check the dataset config and problems.csv")
-    video_ids = list(videos["video_id"])
+    video_ids = _column(videos, "video_id")
     position = {vid: i for i, vid in enumerate(video_ids)}
-    caption_video = np.array([position[v] for v in captions["video_id"]], dtype=np.int64)
+    caption_video = np.array([position[v] for v in _column(captions, "video_id")], dtype=np.int64)
     return SplitData(
         video_ids=video_ids,
         frames=FrameStore(videos),
-        group_id=np.asarray(videos["group_id"], dtype=np.int64),
-        variant=np.asarray(videos["variant"], dtype=object),
-        captions=list(captions["text"]),
+        group_id=np.asarray(_column(videos, "group_id"), dtype=np.int64),
+        variant=np.asarray(_column(videos, "variant"), dtype=object),
+        captions=_column(captions, "text"),
         caption_video=caption_video,
     )
 
 
+def _column(table: Dataset, name: str) -> list:
+    """One column as a Python list, read from Arrow in one call (not row by row)."""
+    return table.data.column(name).to_pylist()
+
+
 def _load_table(path: Path) -> Dataset | None:
-    """``load_from_disk``, or None for a table saved with zero rows (datasets cannot reload those)."""
-    state = json.loads((path / "state.json").read_text())
-    if not state.get("_data_files"):
-        return None
-    return load_from_disk(str(path))
+    """``load_from_disk``, or None for a table saved with zero rows (datasets cannot reload those).
 
-
-def write_json_atomic(path: str | Path, payload: dict) -> None:
-    """Write JSON via a temporary file and rename, so a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=_json_default) + "\n")
-    os.replace(tmp, path)
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
-
-
-def replace_dir(tmp: Path, final: Path) -> None:
-    """Move a fully written folder into place (the old one, if any, is removed first)."""
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    Raises:
+        FileNotFoundError: the table's Arrow files are missing or unreadable (deleted or truncated by hand, a
+            disk error): the message says to re-run prepare.
+    """
+    try:
+        state = json.loads((path / "state.json").read_text())
+        if not state.get("_data_files"):
+            return None
+        table = load_from_disk(str(path))
+        table.data.column(table.column_names[0])  # touches the Arrow data: a truncated file fails here
+        return table
+    except (OSError, ValueError, KeyError, pa.ArrowException) as err:
+        root = path.parent.parent
+        raise FileNotFoundError(
+            f"prepared dataset {root} is damaged ({path.name}: {err}); re-run prepare: delete {root} and run "
+            f"snakemake again, or `python -m vtrbench.cli prepare --config {root}/config.json --out {root}`"
+        ) from None

@@ -1,76 +1,34 @@
-"""Collect every run's result files into pandas tables (mean ± std over seeds).
+"""Collect every run's result files into pandas tables (mean ± std over seeds) and the training curves.
 
-Reads only the ``results/runs/{dataset}/{method}/seed{seed}/metrics.json`` files it is given (the documented
-contract, README "Result files") and, when present, the ``train_log.csv`` beside each (training clips/s), so a
-user's own rule that writes that file in that schema shows up with no change here.
-Writes new files, never touches the runs.
+Reads only the files it is given: the runs' ``metrics.json`` (the documented contract, README "Result files")
+and, for the trained ones, their ``train_log.csv`` / ``val_log.csv`` (the rule declares each), so a user's own rule
+that writes ``metrics.json`` in that schema shows up with no change here. Writes new files, never touches the runs:
+
+    runs.csv      one row per (method, seed): every field of metrics.json, plus training cost from train_log.csv
+    summary.csv   one row per method: ``{column}_mean``, ``{column}_std`` (ddof 1), ``seeds``
+    curves.csv        the validation logs stacked: method, seed, step, train_seconds, val, t2v_*, pairwise_*
+    train_curves.csv  the training logs stacked: method, seed, step, loss, train_seconds
+    rerank_sweep.csv  every re-ranker's (split, k, weight) grid, all seeds (empty without re-rankers)
 """
 
 from __future__ import annotations
 
-import json
-import math
-import os
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-REQUIRED = {"method": str, "seed": int, "t2v": dict, "v2t": dict}
-RECALL_KEYS = ("R@1", "R@5", "R@10", "MdR", "MnR")
+from vtrbench import resultfiles
 
 
-class ResultFileError(ValueError):
-    """A result file that does not follow the schema; the message names the file and the field."""
-
-
-def read_metrics(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ResultFileError(f"{path}: not readable JSON ({err})") from err
-    if not isinstance(data, dict):
-        raise ResultFileError(f"{path}: must hold a JSON object with fields {', '.join(REQUIRED)}")
-    for field, kind in REQUIRED.items():
-        if not isinstance(data.get(field), kind):
-            raise ResultFileError(f"{path}: field {field!r} missing or not a {kind.__name__}")
-    for direction in ("t2v", "v2t"):
-        for key in RECALL_KEYS:
-            value = data[direction].get(key)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                raise ResultFileError(f"{path}: field '{direction}.{key}' missing or not a finite number")
-    pairwise = data.get("pairwise", {})
-    for kind, entry in pairwise.items() if isinstance(pairwise, dict) else [("", None)]:
-        if not isinstance(entry, dict) or not isinstance(entry.get("accuracy"), int | float):
-            raise ResultFileError(f"{path}: field 'pairwise.{kind}' must be an object with a numeric 'accuracy'")
-    return data
-
-
-def flatten(data: dict[str, Any]) -> dict[str, Any]:
-    """One row per run: recall columns ``t2v_R@1`` ..., pairwise accuracies ``pairwise_{type}``, run info."""
-    row = {k: v for k, v in data.items() if not isinstance(v, dict)}
-    for direction in ("t2v", "v2t"):
-        row.update({f"{direction}_{k}": v for k, v in data[direction].items()})
-    row.update({f"pairwise_{k}": v["accuracy"] for k, v in data.get("pairwise", {}).items()})
-    return row
-
-
-def training_cost(metrics_path: Path) -> dict[str, float]:
-    """Training throughput of a run from the ``train_log.csv`` beside its ``metrics.json`` (empty if absent).
-
-    ``train_clips_per_s``: median of the logged ``samples_per_s`` (videos per second of optimiser steps);
-    ``train_seconds``: cumulative training time at the last logged step.
-    """
-    path = metrics_path.parent / "train_log.csv"
-    if not path.exists():
+def training_cost(train_log: pd.DataFrame) -> dict[str, float]:
+    """``train_clips_per_s``: median of the logged ``samples_per_s`` (videos per second of optimiser steps);
+    ``train_seconds``: cumulative training time at the last logged step."""
+    if train_log.empty:
         return {}
-    log = pd.read_csv(path)
-    cost = {}
-    if "samples_per_s" in log and len(log):
-        cost["train_clips_per_s"] = float(log["samples_per_s"].median())
-    if "train_seconds" in log and len(log):
-        cost["train_seconds"] = float(log["train_seconds"].iloc[-1])
-    return cost
+    return {
+        "train_clips_per_s": float(train_log["samples_per_s"].median()),
+        "train_seconds": float(train_log["train_seconds"].iloc[-1]),
+    }
 
 
 def summarize_runs(runs: pd.DataFrame) -> pd.DataFrame:
@@ -86,20 +44,53 @@ def summarize_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return summary.reset_index()
 
 
-def write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+def _logs_by_run(paths: list[str | Path], name: str) -> dict[Path, Path]:
+    """Run folder -> its log file, for the ``name`` files given."""
+    return {Path(p).parent: Path(p) for p in paths if Path(p).name == name}
 
 
-def aggregate(metrics_files: list[str | Path], out_dir: str | Path) -> dict[str, pd.DataFrame]:
-    """``runs.csv`` (one row per method and seed) and ``summary.csv`` (mean ± std per method)."""
+def aggregate(
+    metrics_files: list[str | Path],
+    out_dir: str | Path,
+    logs: list[str | Path] | None = None,
+    rerank_sweeps: list[str | Path] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """The tables above under ``out_dir``; ``logs``: the runs' train/val logs; ``rerank_sweeps``: the re-rankers'
+    rerank_sweep.csv files."""
     out_dir = Path(out_dir)
     if not metrics_files:
         raise FileNotFoundError("no metrics.json files given: run the evaluate step first")
-    runs = pd.DataFrame([flatten(read_metrics(Path(p))) | training_cost(Path(p)) for p in metrics_files])
-    tables = {"runs": runs, "summary": summarize_runs(runs)}
+    train_logs = _logs_by_run(logs or [], "train_log.csv")
+    val_logs = _logs_by_run(logs or [], "val_log.csv")
+    rows, curves, losses = [], [], []
+    for path in map(Path, metrics_files):
+        row = resultfiles.flatten_metrics(resultfiles.read_metrics(path))
+        if path.parent in train_logs:
+            log = resultfiles.read_csv(train_logs[path.parent], ("samples_per_s", "train_seconds"), "train_log.csv")
+            row |= training_cost(log)
+            losses.append(log[["step", "loss", "train_seconds"]].assign(method=row["method"], seed=row["seed"]))
+        if path.parent in val_logs:
+            val = resultfiles.read_csv(val_logs[path.parent], ("step", "train_seconds", "val"), "val_log.csv")
+            curves.append(val.assign(method=row["method"], seed=row["seed"]))
+        rows.append(row)
+    runs = pd.DataFrame(rows)
+    tables = {
+        "runs": runs,
+        "summary": summarize_runs(runs),
+        "curves": _stack(curves, ["method", "seed", "step", "train_seconds", "val"]),
+        "train_curves": _stack(losses, ["method", "seed", "step", "loss", "train_seconds"]),
+        "rerank_sweep": _stack(
+            [
+                resultfiles.read_csv(p, ("method", "seed", "split", "k", "weight", "t2v_R@1"))
+                for p in rerank_sweeps or []
+            ],
+            ["method", "seed", "split", "k", "weight", "t2v_R@1", "chosen"],
+        ),
+    }
     for name, frame in tables.items():
-        write_csv_atomic(frame, out_dir / f"{name}.csv")
+        resultfiles.write_csv(frame, out_dir / f"{name}.csv")
     return tables
+
+
+def _stack(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)

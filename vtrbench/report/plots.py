@@ -1,8 +1,10 @@
-"""The report's figures (seaborn on matplotlib's Agg backend), each a function of tidy tables -> a Figure.
+"""Every figure of the suite (seaborn on matplotlib's Agg backend), each a function of tidy tables -> a Figure.
 
-Conventions: one colour per method, the same in every figure (``method_palette``); axes carry units; an axis is
-logarithmic when its values span more than a factor of 20. A function returns ``None`` when it has nothing to
-draw, and the report then says the section was not run. ``png_bytes`` turns a Figure into PNG bytes (closed after).
+The aggregate steps write tables only; the report draws these, once. Conventions: one colour per method, the same
+in every figure (``method_palette``); axes carry units; an axis is logarithmic when its values span more than a
+factor of 20; legends sit outside the axes (or points are labelled directly), so no legend covers data. A function
+returns ``None`` when it has nothing to draw, and the report then says the section was not run. ``png_bytes`` turns
+a Figure into PNG bytes (closed after).
 """
 
 from __future__ import annotations
@@ -48,51 +50,29 @@ def _log_if_wide(ax: plt.Axes, values: pd.Series, axis: str) -> None:
         (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
 
 
-def pareto_front(points: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
-    """Points no other point beats on both lower ``x`` (cost) and higher ``y`` (recall), sorted by ``x``.
-
-    >>> pts = pd.DataFrame({"cost": [1, 2, 3, 4], "recall": [10, 5, 20, 15]})
-    >>> pareto_front(pts, "cost", "recall")["cost"].tolist()
-    [1, 3]
-    """
-    ordered = points.dropna(subset=[x, y]).sort_values([x, y], ascending=[True, False])
-    best, keep = -np.inf, []
-    for index, value in ordered[y].items():
-        if value > best:
-            keep.append(index)
-            best = value
-    return ordered.loc[keep]
+def _legend_outside(ax: plt.Axes, title: str | None = None) -> None:
+    """Move the axes' legend to the right of the plot area (never over the data)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if ax.get_legend() is not None:
+        ax.get_legend().remove()
+    if handles:
+        ax.legend(handles, labels, title=title, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
 
 
-def recall_vs_cost(
-    points: pd.DataFrame, x: str, xlabel: str, palette: dict, y: str = "t2v_R@1", ylabel: str = "text→video R@1 (%)"
-) -> plt.Figure | None:
-    """Scatter of recall against a per-method cost, seed std as error bars, Pareto frontier as a dashed line.
-
-    ``points``: one row per method with ``method``, ``{x}``, ``{y}`` and optionally ``{x}_std``, ``{y}_std``.
-    """
-    points = points.dropna(subset=[x, y])
-    if points.empty:
-        return None
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for _, row in points.iterrows():
-        ax.errorbar(
-            row[x],
-            row[y],
-            xerr=_finite(row.get(f"{x}_std")),
-            yerr=_finite(row.get(f"{y}_std")),
-            fmt="o",
-            markersize=8,
-            capsize=3,
-            color=palette.get(row["method"], "grey"),
-            label=row["method"],
+def _figure_legend(fig: plt.Figure, ax: plt.Axes, title: str | None = None, row: float = 0.5) -> None:
+    """Move one panel's legend to the right of the whole figure (multi-panel figures: never over a panel)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if ax.get_legend() is not None:
+        ax.get_legend().remove()
+    if handles:
+        fig.legend(
+            handles, labels, title=title, fontsize=8, loc="center left", bbox_to_anchor=(1.0, row), frameon=False
         )
-    front = pareto_front(points, x, y)
-    ax.plot(front[x], front[y], "--", color="black", lw=1, alpha=0.6, label="Pareto frontier", zorder=0)
-    _log_if_wide(ax, points[x], "x")
-    ax.set(xlabel=xlabel, ylabel=ylabel, title="Recall against cost (up and left is better)")
-    ax.legend(fontsize=8, loc="best")
-    return fig
+
+
+def _int_ticks(ax: plt.Axes, values: pd.Series) -> None:
+    ticks = sorted({int(v) for v in values.dropna()})
+    ax.set_xticks(ticks, labels=[str(t) for t in ticks])
 
 
 def _finite(value: object) -> float | None:
@@ -103,122 +83,177 @@ def _finite(value: object) -> float | None:
     return value if np.isfinite(value) else None
 
 
-def latency_vs_gallery(latency: pd.DataFrame, palette: dict) -> plt.Figure | None:
-    """Per-query latency (ms) against gallery size (videos), one line per method (and per stage when given)."""
-    if latency.empty or "gallery_size" not in latency or latency["gallery_size"].nunique() < 1:
+def recall_vs_cost(
+    points: pd.DataFrame, x: str, xlabel: str, palette: dict, y: str = "t2v_R@1", ylabel: str = "text→video R@1 (%)"
+) -> plt.Figure | None:
+    """Scatter of recall against a per-method cost, seed std as error bars, each point labelled with its method;
+    the Pareto frontier (``pareto`` column) as a dashed line.
+
+    ``points``: one row per method with ``method``, ``{x}``, ``{y}``, ``pareto`` and optionally ``{y}_std``.
+    """
+    points = points.dropna(subset=[x, y])
+    if points.empty:
         return None
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    style = "stage" if "stage" in latency and latency["stage"].nunique() > 1 else None
-    sns.lineplot(
-        data=latency,
-        x="gallery_size",
-        y="ms_per_query",
-        hue="method",
-        style=style,
-        palette=palette,
-        marker="o",
-        errorbar=None,
-        ax=ax,
-    )
+    fig, ax = plt.subplots(figsize=(7.2, 4.4))
+    for _, row in points.iterrows():
+        colour = palette.get(row["method"], "grey")
+        ax.errorbar(row[x], row[y], yerr=_finite(row.get(f"{y}_std")), fmt="o", ms=7, capsize=3, color=colour)
+        ax.annotate(row["method"], (row[x], row[y]), xytext=(5, 4), textcoords="offset points", fontsize=8)
+    if "pareto" in points:
+        front = points[points["pareto"].astype(bool)].sort_values(x)
+        ax.plot(front[x], front[y], "--", color="black", lw=1, alpha=0.6, zorder=0, label="Pareto frontier")
+        _legend_outside(ax)
+    _log_if_wide(ax, points[x], "x")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title="Recall against cost (up and left is better)")
+    ax.margins(x=0.15, y=0.1)
+    return fig
+
+
+def latency_vs_gallery(latency: pd.DataFrame, palette: dict) -> plt.Figure | None:
+    """Online latency per text query (ms) against gallery size (videos), one line per method; hollow markers
+    where the value is extrapolated."""
+    if latency.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(7.2, 4.2))
+    for method, group in latency.sort_values("gallery_size").groupby("method", sort=False):
+        colour = palette.get(method, "grey")
+        ax.plot(group.gallery_size, group.ms_per_query, "-", color=colour, label=method)
+        measured = group[~group.extrapolated.astype(bool)]
+        guessed = group[group.extrapolated.astype(bool)]
+        ax.plot(measured.gallery_size, measured.ms_per_query, "o", color=colour)
+        ax.plot(guessed.gallery_size, guessed.ms_per_query, "o", mfc="white", color=colour)
     _log_if_wide(ax, latency["gallery_size"], "x")
     _log_if_wide(ax, latency["ms_per_query"], "y")
     ax.set(xlabel="gallery size (videos)", ylabel="latency per text query (ms)", title="Query latency vs gallery size")
-    ax.legend(fontsize=8)
+    _legend_outside(ax, "method (hollow: extrapolated)")
     return fig
 
 
-def frame_sweep(sweep: pd.DataFrame, recall: str, published: pd.DataFrame) -> plt.Figure | None:
-    """Figure-5 style: recall against frames per video (M), GEES vs NCE; the published Fig. 5a beside it.
-
-    ``sweep``: ``frames``, ``loss``, ``{recall}`` and optionally ``{recall}_std``. ``published``: ledger rows with
-    ``frames``, ``loss``, ``R@5`` (drawn in a separate panel: another dataset and backbone).
-    """
-    if sweep.empty or recall not in sweep:
+def frame_sweep(sweep: pd.DataFrame, paper: pd.DataFrame) -> plt.Figure | None:
+    """Figure-5 style: test R@5 against frames per video (M), one line per loss with the seed spread; the paper's
+    Fig. 5a (ledger rows with ``frames``, ``loss``, ``R@5``) in its own panel (another dataset and backbone)."""
+    if sweep.empty or "t2v_R@5_mean" not in sweep:
         return None
-    panels = 2 if not published.empty else 1
-    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.0), squeeze=False)
+    panels = 2 if not paper.empty else 1
+    fig, axes = plt.subplots(1, panels, figsize=(5.4 * panels, 4.0), squeeze=False)
     ax = axes[0, 0]
     for loss, group in sweep.sort_values("frames").groupby("loss", sort=True):
-        std = group.get(f"{recall}_std")
-        ax.errorbar(
-            group["frames"],
-            group[recall],
-            yerr=None if std is None else std.fillna(0),
-            marker="o",
-            capsize=3,
-            label=str(loss).upper(),
-            color=LOSS_COLOURS.get(str(loss).lower()),
-        )
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(sorted(sweep["frames"].unique()), labels=[str(int(m)) for m in sorted(sweep["frames"].unique())])
-    ax.set(xlabel="frames per video M", ylabel=f"text→video {recall.split('_')[-1]} (%)", title="This run")
-    ax.legend(title="global loss")
+        std = group.get("t2v_R@5_std")
+        ax.errorbar(group["frames"], group["t2v_R@5_mean"], yerr=None if std is None else std.fillna(0), marker="o",
+                    capsize=3, label=str(loss).upper(), color=LOSS_COLOURS.get(str(loss).lower()))  # fmt: skip
+    seeds = int(sweep["seeds"].max()) if "seeds" in sweep else 0
+    ax.set(xlabel="frames per video M (train = eval)", ylabel="text→video R@5 (%)", title=f"This run ({seeds} seeds)")
     if panels == 2:
         ax2 = axes[0, 1]
-        for loss, group in published.sort_values("frames").groupby("loss", sort=True):
+        for loss, group in paper.sort_values("frames").groupby("loss", sort=True):
             ax2.plot(group["frames"], group["R@5"], "s--", label=str(loss).upper(), color=LOSS_COLOURS.get(loss))
-        ax2.set_xscale("log", base=2)
-        ax2.set_xticks([2, 4, 8, 16], labels=["2", "4", "8", "16"])
         ax2.set(xlabel="frames per video M", ylabel="text→video R@5 (%)", title="CRET paper Fig. 5a (MSR-VTT) [S]")
-        ax2.legend(title="global loss")
-    fig.suptitle("GEES vs NCE across frame counts")
+        ax2.set_xscale("log", base=2)
+        _int_ticks(ax2, paper["frames"])
+    for a in axes[0]:
+        a.set_xscale("log", base=2)
+    _int_ticks(ax, sweep["frames"])
     fig.tight_layout()
+    _figure_legend(fig, ax, "global loss")
+    if panels == 2 and axes[0, 1].get_legend() is not None:
+        axes[0, 1].get_legend().remove()
     return fig
 
 
-def step_time(frame: pd.DataFrame, hue: str, palette: dict | None = None) -> plt.Figure | None:
-    """Training step time (ms) against frames per video, one line per ``hue`` (method or loss); log y if wide."""
-    if frame.empty or not {"frames", "step_ms", hue} <= set(frame.columns):
+def equal_cost(curves: pd.DataFrame) -> plt.Figure | None:
+    """Val R@5 against cumulative training seconds, colour = loss, style = frames (mean over seeds)."""
+    if curves.empty or "val_R@5" not in curves:
         return None
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    colours = palette if hue == "method" else {k: v for k, v in LOSS_COLOURS.items() if k in set(frame[hue])}
-    sns.lineplot(
-        data=frame, x="frames", y="step_ms", hue=hue, palette=colours or None, marker="o", errorbar="sd", ax=ax
-    )
-    ax.set_xscale("log", base=2)
-    ticks = sorted(frame["frames"].unique())
-    ax.set_xticks(ticks, labels=[str(int(t)) for t in ticks])
-    _log_if_wide(ax, frame["step_ms"], "y")
-    ax.set(xlabel="frames per video M", ylabel="training step time (ms)", title="Training step time vs frames")
+    fig, ax = plt.subplots(figsize=(7.2, 4.2))
+    data = curves.groupby(["loss", "frames", "step"], as_index=False)[["train_seconds", "val_R@5"]].mean()
+    data["frames"] = data["frames"].astype(int).astype(str)
+    sns.lineplot(data=data, x="train_seconds", y="val_R@5", hue="loss", style="frames", markers=True, ax=ax,
+                 palette={k: v for k, v in LOSS_COLOURS.items() if k in set(data.loss)} or None)  # fmt: skip
+    ax.set(xlabel="cumulative training time (s, this machine)", ylabel="val text→video R@5 (%)")
+    ax.set_title("Accuracy at equal training cost (mean over seeds)")
+    _legend_outside(ax)
+    return fig
+
+
+def step_time(table: pd.DataFrame, losses: pd.DataFrame, palette: dict) -> plt.Figure | None:
+    """Training step time (ms, median) against frames per method (left) and the declared losses alone (right)."""
+    if table.empty:
+        return None
+    panels = 2 if not losses.empty else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6.0 * panels, 4.2), squeeze=False)
+    ax = axes[0, 0]
+    batch = int(table.batch_size.mode().iloc[0])
+    data = table[table.batch_size == batch]
+    for method, group in data.sort_values("frames").groupby("method", sort=False):
+        ax.plot(group.frames, group.step_ms, "o-", color=palette.get(method, "grey"), label=method)
+    ax.set(xlabel="frames per video M", ylabel="step time (ms, median)", title=f"Full training step (B = {batch})")
+    if panels == 2:
+        ax2 = axes[0, 1]
+        for (loss, b), group in losses.sort_values("frames").groupby(["loss", "batch_size"]):
+            ax2.plot(group.frames, group.ms, "s--", color=LOSS_COLOURS.get(str(loss)), label=f"{loss} (B = {b})")
+        ax2.set(xlabel="frames per video M", ylabel="time (ms, median)", title="Loss alone: forward + backward")
+    for a in axes[0]:
+        a.set_xscale("log", base=2)
+        _int_ticks(a, table.frames)
+        _log_if_wide(a, pd.concat([table.step_ms, losses.get("ms", pd.Series(dtype=float))]), "y")
+    fig.tight_layout()
+    _figure_legend(fig, ax, "method", row=0.7)
+    if panels == 2:
+        _figure_legend(fig, axes[0, 1], "loss alone", row=0.2)
+    return fig
+
+
+def rerank_depth(sweep: pd.DataFrame, chosen: pd.DataFrame) -> plt.Figure | None:
+    """t2v R@1 (mean over seeds) against the re-ranking depth k, one line per fusion weight w, per re-ranker; the
+    left panel is val (where k and w are chosen), the right test; the chosen (k, w) circled."""
+    if sweep.empty:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.0), sharey=True)
+    mean = sweep.groupby(["method", "split", "k", "weight"], as_index=False)["t2v_R@1"].mean()
+    styles = dict(zip(sorted(mean.weight.unique()), ["o-", "s--", "^-.", "d:", "v-", "p--"], strict=False))
+    for ax, split in zip(axes, ("val", "test"), strict=True):
+        for (method, weight), group in mean[mean.split == split].groupby(["method", "weight"]):
+            ax.plot(group.k, group["t2v_R@1"], styles.get(weight, "o-"), label=f"{method}, w = {weight:g}")
+        for _, row in chosen.iterrows():
+            hit = mean[
+                (mean.split == split) & (mean.method == row.method) & (mean.k == row.k) & (mean.weight == row.weight)
+            ]
+            ax.plot(hit.k, hit["t2v_R@1"], "o", ms=14, mfc="none", mec="black")
+        ax.set(xlabel="re-ranking depth k", ylabel="text→video R@1 (%)", title=f"{split} split")
+        ax.set_xscale("log")
+        _int_ticks(ax, mean.k)
+    fig.tight_layout()
+    _figure_legend(fig, axes[0], "re-ranker, weight w of the first stage")
+    if axes[1].get_legend() is not None:
+        axes[1].get_legend().remove()
     return fig
 
 
 def training_curves(val_logs: pd.DataFrame, train_logs: pd.DataFrame, palette: dict) -> plt.Figure | None:
     """Validation t2v R@1 against optimiser steps and against training wall-clock; training loss against steps.
 
-    ``val_logs``/``train_logs``: the runs' ``val_log.csv``/``train_log.csv`` stacked, with ``method`` and ``seed``.
     Lines are the mean over seeds with a ±1 std band (per step); on the wall-clock axis each seed is its own line.
     """
     if val_logs.empty:
         return None
     metric = "t2v_R@1" if "t2v_R@1" in val_logs else "val"
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.0))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.0))
     sns.lineplot(
         data=val_logs, x="step", y=metric, hue="method", palette=palette, errorbar="sd", marker="o", ax=axes[0]
     )
     axes[0].set(xlabel="optimiser step", ylabel=f"validation {metric.replace('_', ' ')} (%)", title="Against steps")
-    sns.lineplot(
-        data=val_logs,
-        x="train_seconds",
-        y=metric,
-        hue="method",
-        units="seed",
-        estimator=None,
-        palette=palette,
-        marker="o",
-        ax=axes[1],
-    )
+    sns.lineplot(data=val_logs, x="train_seconds", y=metric, hue="method", units="seed", estimator=None,
+                 palette=palette, marker="o", ax=axes[1], legend=False)  # fmt: skip
     _log_if_wide(axes[1], val_logs["train_seconds"], "x")
     axes[1].set(xlabel="training wall-clock (s)", ylabel=f"validation {metric.replace('_', ' ')} (%)")
     axes[1].set_title("Against wall-clock (one line per seed)")
     if not train_logs.empty and "loss" in train_logs:
-        sns.lineplot(data=train_logs, x="step", y="loss", hue="method", palette=palette, errorbar="sd", ax=axes[2])
+        sns.lineplot(data=train_logs, x="step", y="loss", hue="method", palette=palette, errorbar="sd", ax=axes[2],
+                     legend=False)  # fmt: skip
         _log_if_wide(axes[2], train_logs["loss"], "y")
         axes[2].set(xlabel="optimiser step", ylabel="training loss (sum of terms)", title="Training loss")
     else:
         axes[2].set_axis_off()
-    for ax in axes:
-        if ax.get_legend() is not None:
-            ax.get_legend().set_title("method")
     fig.tight_layout()
+    _figure_legend(fig, axes[0], "method")
     return fig

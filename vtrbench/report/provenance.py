@@ -1,8 +1,8 @@
-"""Where the numbers in the report come from: software, machine, data fingerprint, wall time per workflow step.
+"""Where the numbers in the report come from: code, software, machine, data fingerprint, wall time per step.
 
-Reads only result files (``results/data/{dataset}/manifest.json``, ``results/benchmarks/**/*.tsv`` written by
-Snakemake's ``benchmark:`` directive, the runs' ``train_log.csv``) plus the environment of the process that renders
-the report (package versions, CPU, threads). Every reader returns an empty value when its file is absent.
+Reads only the files it is given (the prepared data's ``manifest.json``, the ``*.tsv`` files Snakemake's
+``benchmark:`` directive wrote for this workflow's jobs, the runs table with the commit each run's checkpoint
+recorded) plus the environment of the process that renders the report (package versions, CPU, threads).
 """
 
 from __future__ import annotations
@@ -46,50 +46,46 @@ def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
 
 
 def device_info(config: dict[str, Any]) -> dict[str, str]:
-    """The machine that rendered the report and the device/thread settings the runs were configured with."""
-    import torch
-
+    """The machine that rendered the report (where the workflow ran) and the runs' device/thread settings."""
     train = config.get("train", {})
-    info = {
+    return {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu cores (os.cpu_count)": str(os.cpu_count()),
-        "torch threads (this process)": str(torch.get_num_threads()),
-        "CUDA": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none visible",
         "train.device (config)": str(train.get("device", "auto (schema default)")),
         "train.threads (config)": str(train.get("threads", "schema default")),
     }
-    return info
 
 
-def read_manifest(results: Path, dataset: str) -> dict[str, Any]:
-    """The prepare step's manifest, or ``{}`` when it is missing or unreadable."""
-    path = results / "data" / dataset / "manifest.json"
+def read_manifest(path: Path | None) -> dict[str, Any]:
+    """The prepare step's manifest, or ``{}`` when none was given or it is unreadable."""
+    if path is None:
+        return {}
     try:
-        return json.loads(path.read_text())
+        return json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError):
         return {}
 
 
-def benchmark_times(results: Path) -> pd.DataFrame:
+def benchmark_times(paths: list[Path], root: Path | None = None) -> pd.DataFrame:
     """One row per benchmarked workflow job: ``rule``, ``job``, ``seconds``, ``max_rss_mb``, ``cpu_seconds``.
 
-    Files are ``results/benchmarks/{rule}/{job}.tsv`` (Snakemake ``benchmark:``; columns ``s``, ``max_rss``,
-    ``cpu_time``, ...). Empty frame when no benchmark was recorded.
+    Files are ``.../benchmarks/{rule}/{job}.tsv`` (Snakemake ``benchmark:``; columns ``s``, ``max_rss``,
+    ``cpu_time``, ...); the rule is the folder after ``benchmarks``. Empty frame when none was given.
     """
     rows = []
-    for path in sorted((results / "benchmarks").glob("**/*.tsv")):
+    for path in sorted(map(Path, paths)):
         try:
             frame = pd.read_csv(path, sep="\t")
         except (OSError, ValueError, pd.errors.EmptyDataError):
             continue
         if "s" not in frame or frame.empty:
             continue
-        rel = path.relative_to(results / "benchmarks")
+        parts = path.parts[path.parts.index("benchmarks") + 1 :] if "benchmarks" in path.parts else (path.stem,)
         rows.append(
             {
-                "rule": rel.parts[0],
-                "job": str(rel.with_suffix("")).removeprefix(rel.parts[0] + "/") if len(rel.parts) > 1 else "",
+                "rule": parts[0],
+                "job": str(Path(*parts[1:]).with_suffix("")) if len(parts) > 1 else "",
                 "seconds": float(frame["s"].median()),
                 "max_rss_mb": _number(frame, "max_rss"),
                 "cpu_seconds": _number(frame, "cpu_time"),
@@ -112,14 +108,20 @@ def step_totals(bench: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"jobs": grouped.size(), "seconds": grouped.sum(), "longest": grouped.max()}).reset_index()
 
 
-def collect(results: Path, config: dict[str, Any], commit: str) -> dict[str, Any]:
+def commits(runs: pd.DataFrame) -> str:
+    """The commit(s) the runs' checkpoints recorded (the code that trained them, not the one rendering this)."""
+    if runs.empty or "commit" not in runs:
+        return "unknown (no commit recorded in the runs)"
+    found = sorted(str(c) for c in runs["commit"].dropna().unique())
+    return ", ".join(found) if found else "unknown"
+
+
+def collect(manifest: dict[str, Any], config: dict[str, Any], benchmarks: list[Path], runs: pd.DataFrame) -> dict:
     """Everything the provenance section shows."""
-    dataset = config["dataset"]["name"]
-    manifest = read_manifest(results, dataset)
-    bench = benchmark_times(results)
+    bench = benchmark_times(benchmarks)
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": commit,
+        "commit": commits(runs),
         "packages": package_versions(),
         "device": device_info(config),
         "manifest": manifest,

@@ -1,41 +1,50 @@
-"""Recall against query latency: aggregate every run's ``latency.csv`` and ``metrics.json`` into tables and a plot.
+"""Recall against query latency: every run's ``latency.csv`` and ``metrics.json`` into tables (no figures here).
 
 Reads only the result files it is given (README, "Result files"), so a user's rule that writes them in the
 documented schema shows up here with no change.
 
-* ``results/tables/latency.csv``: one row per (method, stage, backend, gallery_size, batch_size, flags):
-  ``calls``, ``median_s``, ``p95_s``, ``per_item_ms`` (median / items), ``throughput_per_s`` (items / median);
-* ``results/tables/recall_latency.csv``: one row per method: t2v R@1 mean/std over seeds, per-query latency at the
-  reference gallery size (``query_ms`` = median text encoding at batch 1 + median search at batch 1; FAISS for
-  embedding methods), offline ``gallery_encode_ms_per_video``, ``bytes_per_video`` and ``pareto`` (no other method
-  is both faster and more accurate);
-* ``results/plots/recall_vs_latency.png``: R@1 against ``query_ms`` (log x), the Pareto frontier drawn as a line.
+* ``latency.csv``: one row per (method, stage, backend, k, gallery_size, batch_size, flags): ``calls``,
+  ``median_s``, ``p95_s``, ``per_item_ms`` (median / items), ``throughput_per_s`` (items / median), FLOPs;
+* ``latency_vs_gallery.csv``: one row per (method, gallery_size): ``ms_per_query`` online (text encoding at batch 1
+  + search at batch 1; FAISS when measured, a re-ranker at the depth it chose on val), ``extrapolated``;
+* ``recall_latency.csv``: one row per method: t2v R@1 mean/std over seeds, per-query latency at the reference
+  gallery size (``query_ms``), offline ``gallery_encode_ms_per_video``, ``bytes_per_video``, the pair scorer's
+  ``flops_per_query`` and ``floor_ms`` (those FLOPs at the measured matmul rate) and ``x_floor`` (search time /
+  floor), and ``pareto`` (no other method is both faster and more accurate).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from vtrbench.report.aggregate import ResultFileError, flatten, read_metrics, write_csv_atomic
+from vtrbench import resultfiles
 
-LATENCY_REQUIRED = ("method", "stage", "backend", "gallery_size", "batch_size", "seconds", "items", "measured")
-KEYS = ["method", "stage", "backend", "gallery_size", "batch_size", "measured", "extrapolated", "synthetic_gallery"]
-
-
-def read_latency(path: Path) -> pd.DataFrame:
-    try:
-        frame = pd.read_csv(path)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise ResultFileError(f"{path}: not a readable CSV ({err})") from err
-    missing = [c for c in LATENCY_REQUIRED if c not in frame]
-    if missing:
-        raise ResultFileError(f"{path}: column(s) {', '.join(missing)} missing (README, latency.csv)")
-    for col, default in (("extrapolated", False), ("synthetic_gallery", False), ("bytes_per_video", float("nan"))):
-        if col not in frame:
-            frame[col] = default
-    return frame
+KEYS = [
+    "method",
+    "stage",
+    "backend",
+    "k",
+    "gallery_size",
+    "batch_size",
+    "measured",
+    "extrapolated",
+    "synthetic_gallery",
+]
+ONLINE_COLUMNS = [
+    "method",
+    "gallery_size",
+    "backend",
+    "k",
+    "search_ms",
+    "ms_per_query",
+    "extrapolated",
+    "flops_per_query",
+    "matmul_gflops",
+]
+SEARCH_BACKENDS = ("faiss", "pair", "rerank", "torch")  # the first measured one is a method's search time
 
 
 def latency_stats(raw: pd.DataFrame) -> pd.DataFrame:
@@ -47,7 +56,7 @@ def latency_stats(raw: pd.DataFrame) -> pd.DataFrame:
         p95_s=("seconds", lambda s: s.quantile(0.95)),
         items=("items", "first"),
     ).reset_index()
-    for col in ("threads", "device", "top10_agreement"):
+    for col in ("threads", "device", "top10_agreement", "flops_per_query", "matmul_gflops"):
         if col in timed:
             stats[col] = grouped[col].first().values
     stats["per_item_ms"] = 1000 * stats.median_s / stats["items"]
@@ -55,24 +64,66 @@ def latency_stats(raw: pd.DataFrame) -> pd.DataFrame:
     return stats
 
 
-def _median(stats: pd.DataFrame, method: str, stage: str, batch: int, backends: tuple[str, ...], size: int = 0):
-    rows = stats[(stats.method == method) & (stats.stage == stage) & (stats.batch_size == batch)]
-    if size:
-        rows = rows[rows.gallery_size == size]
-    for backend in backends:
-        hit = rows[rows.backend == backend]
-        if len(hit):
-            return float(hit.median_s.iloc[0]), bool(hit.extrapolated.iloc[0])
-    return float("nan"), False
+def chosen_depth(runs: pd.DataFrame) -> dict[str, int]:
+    """The re-ranking depth each re-ranker chose on val (the first seed's; ``rerank_k`` in metrics.json)."""
+    if "rerank_k" not in runs:
+        return {}
+    picked = runs.dropna(subset=["rerank_k"]).sort_values("seed").groupby("method")["rerank_k"].first()
+    return {m: int(k) for m, k in picked.items()}
+
+
+def online_latency(stats: pd.DataFrame, depth: dict[str, int]) -> pd.DataFrame:
+    """Online ms per query (query encoding + search, batch 1) per method and gallery size."""
+    single = stats[stats.batch_size == 1]
+    encode = single[single.stage == "query_encode"].groupby("method")["median_s"].first()
+    search = single[single.stage == "search"]
+    search = search[
+        [depth.get(m, 0) == k or b != "rerank" for m, k, b in zip(search.method, search.k, search.backend, strict=True)]
+    ]
+    rows = []
+    for (method, size), group in search.groupby(["method", "gallery_size"], sort=False):
+        hit = next((group[group.backend == b].iloc[0] for b in SEARCH_BACKENDS if (group.backend == b).any()), None)
+        if hit is None:
+            continue
+        rows.append(
+            {
+                "method": method,
+                "gallery_size": int(size),
+                "backend": hit.backend,
+                "k": int(hit.k),
+                "search_ms": 1000 * hit.median_s,
+                "ms_per_query": 1000 * (encode.get(method, np.nan) + hit.median_s),
+                "extrapolated": bool(hit.extrapolated),
+                "flops_per_query": hit.get("flops_per_query", np.nan),
+                "matmul_gflops": hit.get("matmul_gflops", np.nan),
+            }
+        )
+    return pd.DataFrame(rows, columns=ONLINE_COLUMNS)
+
+
+def pareto_flags(table: pd.DataFrame, cost: str, recall: str) -> list[bool]:
+    """True where no other row is at most as costly and at least as accurate, and strictly better in one."""
+    flags = []
+    for _, r in table.iterrows():
+        beaten = any(
+            o[cost] <= r[cost] and o[recall] >= r[recall] and (o[cost] < r[cost] or o[recall] > r[recall])
+            for _, o in table.iterrows()
+        )
+        flags.append(bool(pd.notna(r[cost])) and not beaten)
+    return flags
 
 
 def recall_latency(runs: pd.DataFrame, raw: pd.DataFrame, stats: pd.DataFrame, reference: int) -> pd.DataFrame:
+    online = online_latency(stats, chosen_depth(runs))
+    at_ref = online[online.gallery_size == reference].set_index("method")
+    single = stats[stats.batch_size == 1]
     rows = []
     for method, group in runs.groupby("method", sort=False):
-        enc, _ = _median(stats, method, "query_encode", 1, ("model",))
-        search, extrapolated = _median(stats, method, "search", 1, ("faiss", "pair", "rerank", "torch"), reference)
-        genc, _ = _median(stats, method, "gallery_encode", 1, ("model",))
+        encode = single[(single.method == method) & (single.stage == "query_encode")].median_s
+        genc = single[(single.method == method) & (single.stage == "gallery_encode")].median_s
         memory = raw[(raw.method == method) & (raw.stage == "memory")].bytes_per_video
+        hit = at_ref.loc[method] if method in at_ref.index else None
+        floor_ms = np.nan if hit is None else 1000 * hit.flops_per_query / (hit.matmul_gflops * 1e9)
         rows.append(
             {
                 "method": method,
@@ -80,71 +131,34 @@ def recall_latency(runs: pd.DataFrame, raw: pd.DataFrame, stats: pd.DataFrame, r
                 "seeds": group.seed.nunique(),
                 "t2v_R@1_mean": group["t2v_R@1"].mean(),
                 "t2v_R@1_std": group["t2v_R@1"].std(),
-                "query_subset": group["query_subset"].max() if "query_subset" in group else float("nan"),
+                "query_subset": group["query_subset"].max() if "query_subset" in group else np.nan,
                 "gallery_size": reference,
-                "query_encode_ms": 1000 * enc,
-                "search_ms": 1000 * search,
-                "query_ms": 1000 * (enc + search),
-                "query_ms_extrapolated": extrapolated,
-                "gallery_encode_ms_per_video": 1000 * genc,
-                "bytes_per_video": float(memory.iloc[0]) if len(memory) else float("nan"),
+                "query_encode_ms": 1000 * encode.iloc[0] if len(encode) else np.nan,
+                "search_ms": np.nan if hit is None else hit.search_ms,
+                "query_ms": np.nan if hit is None else hit.ms_per_query,
+                "query_ms_extrapolated": False if hit is None else bool(hit.extrapolated),
+                "k": 0 if hit is None else int(hit.k),
+                "gallery_encode_ms_per_video": 1000 * genc.iloc[0] if len(genc) else np.nan,
+                "bytes_per_video": float(memory.iloc[0]) if len(memory) else np.nan,
+                "flops_per_query": np.nan if hit is None else hit.flops_per_query,
+                "floor_ms": floor_ms,
+                "x_floor": np.nan if hit is None else hit.search_ms / floor_ms,
             }
         )
     table = pd.DataFrame(rows)
-    table["pareto"] = [
-        bool(pd.notna(r.query_ms))
-        and not any(
-            (o.query_ms <= r.query_ms and o["t2v_R@1_mean"] >= r["t2v_R@1_mean"])
-            and (o.query_ms < r.query_ms or o["t2v_R@1_mean"] > r["t2v_R@1_mean"])
-            for _, o in table.iterrows()
-        )
-        for _, r in table.iterrows()
-    ]
+    table["pareto"] = pareto_flags(table, "query_ms", "t2v_R@1_mean")
     return table
 
 
-def plot(table: pd.DataFrame, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    data = table.dropna(subset=["query_ms"])
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    sns.scatterplot(data=data, x="query_ms", y="t2v_R@1_mean", hue="kind", style="pareto", s=80, ax=ax)
-    front = data[data.pareto].sort_values("query_ms")
-    ax.step(front.query_ms, front["t2v_R@1_mean"], where="post", color="grey", lw=1, label="Pareto frontier")
-    for _, r in data.iterrows():
-        ax.annotate(r.method, (r.query_ms, r["t2v_R@1_mean"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.set_xscale("log")
-    ax.set(
-        xlabel=f"per-query latency, ms (text encode + search, {int(data.gallery_size.max()) if len(data) else 0} "
-        "videos)",
-        ylabel="t2v R@1 (%)",
-    )
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
-
-
 def tradeoff(
-    metrics_files: list[str | Path],
-    latency_files: list[str | Path],
-    tables: str | Path,
-    plots: str | Path,
-    reference: int,
+    metrics_files: list[str | Path], latency_files: list[str | Path], tables: str | Path, reference: int
 ) -> pd.DataFrame:
-    """Write ``latency.csv``, ``recall_latency.csv`` under ``tables`` and ``recall_vs_latency.png`` under ``plots``."""
-    runs = pd.DataFrame([flatten(read_metrics(Path(p))) for p in metrics_files])
-    raw = pd.concat([read_latency(Path(p)) for p in latency_files], ignore_index=True)
+    """Write ``latency.csv``, ``latency_vs_gallery.csv`` and ``recall_latency.csv`` under ``tables``."""
+    runs = pd.DataFrame([resultfiles.flatten_metrics(resultfiles.read_metrics(p)) for p in metrics_files])
+    raw = pd.concat([resultfiles.read_latency(p) for p in latency_files], ignore_index=True)
     stats = latency_stats(raw)
     table = recall_latency(runs, raw, stats, reference)
-    write_csv_atomic(stats, Path(tables) / "latency.csv")
-    write_csv_atomic(table, Path(tables) / "recall_latency.csv")
-    plot(table, Path(plots) / "recall_vs_latency.png")
+    resultfiles.write_csv(stats, Path(tables) / "latency.csv")
+    resultfiles.write_csv(online_latency(stats, chosen_depth(runs)), Path(tables) / "latency_vs_gallery.csv")
+    resultfiles.write_csv(table, Path(tables) / "recall_latency.csv")
     return table

@@ -1,5 +1,6 @@
-# Validation, constants and helper functions for the workflow. The other .smk files hold only rules (as
-# `snakemake --lint` asks), so every function lives here.
+# Validation, the plan of result folders and helper functions for the workflow. The other .smk files hold only
+# rules (as `snakemake --lint` asks), so every function lives here. Result folders come from vtrbench/plan.py:
+# results/{run_name}/{section}/{name}/{fingerprint}/, each with the config.json that defines it.
 import json
 import os
 import shlex
@@ -7,75 +8,96 @@ import shlex
 from snakemake.utils import validate as snakemake_validate
 
 from vtrbench import config as config_lib
+from vtrbench import plan
 from vtrbench import sweep as sweep_lib
+from vtrbench.methods import resolve
+from vtrbench.rerank import options_of
 
-# One line naming the bad key (our validator), then Snakemake's own check against the same schema.
-config_lib.validate(config)
+# Before any job: one line naming the bad key or link (our validator), then Snakemake's check of the same schema.
+try:
+    config_lib.validate_workflow(config)
+except config_lib.ConfigError as err:
+    raise WorkflowError(str(err)) from None
 snakemake_validate(config, "../../config/schema.yaml")
 
-DATASET = config["dataset"]["name"]
-DATA_DIR = f"results/data/{DATASET}"
-RUN_DIR = "results/runs/{dataset}/{method}/seed{seed}"
+ROOT = f"results/{config['run_name']}"
 METHODS = list(config["methods"])
 SEEDS = [int(s) for s in config["seeds"]]
-CLASSES = {m: config["methods"][m]["class"] for m in METHODS}
-TRAINED = [m for m in METHODS if CLASSES[m] not in ("rerank", "external")]  # trained and evaluated here
-RERANK = [m for m in METHODS if CLASSES[m] == "rerank"]  # evaluated from two trained methods (latency.smk)
-EXTERNAL = [m for m in METHODS if CLASSES[m] == "external"]  # result files written by a user's own rule
+LATENCY_SEED = SEEDS[0]
+KINDS = {m: resolve(config["methods"][m]["class"]).kind for m in METHODS}
+TRAINED = [m for m in METHODS if KINDS[m] in ("embedding", "pair")]  # trained and evaluated here
+RERANK = [m for m in METHODS if KINDS[m] == "rerank"]  # two-stage: evaluated from two trained methods
+EXTERNAL = [m for m in METHODS if KINDS[m] == "external"]  # result files written by a user's own rule
+
+DATA = plan.dataset_unit(config)
+RUNS = {m: plan.run_unit(config, m) for m in METHODS}
+SWEEP = config["sweep"]
+SWEEP_CONFIGS = dict(sweep_lib.sweep_points(config)) if SWEEP["method"] in config["methods"] else {}
+RUNS.update({name: plan.run_unit(cfg, name) for name, cfg in SWEEP_CONFIGS.items()})
+RUN_DATA = {name: DATA for name in METHODS}  # the prepared dataset each run reads
+RUN_DATA.update({name: plan.dataset_unit(cfg) for name, cfg in SWEEP_CONFIGS.items()})
+LATENCY = {m: plan.measurement_unit(config, "latency", m) for m in TRAINED + RERANK}
+THROUGHPUT = {m: plan.measurement_unit(config, "throughput", m) for m in TRAINED}
+LOSSES = plan.loss_level_unit(config)
+REPORT = plan.make_unit("report", "report", {k: v for k, v in config.items() if k != "run_name"})
+UNITS = {
+    (u.section, u.name, u.fp): u
+    for u in [DATA, *RUN_DATA.values(), *RUNS.values(), *LATENCY.values(), *THROUGHPUT.values(), LOSSES, REPORT]
+}
 
 
-def config_json(sections, methods=None, seed=None):
-    """The part of the config a rule depends on, shell-quoted (a change in it re-runs that rule only).
-
-    ``methods``: the names the rule needs (default all); ``seeds`` holds only the rule's own seed when it has one,
-    so adding a seed or a method to the config re-runs nothing already done.
-    """
-    sub = {key: config[key] for key in sections if key in config}
-    sub["seeds"] = [int(seed)] if seed is not None else SEEDS
-    sub["methods"] = {m: config["methods"][m] for m in (methods or METHODS)}
-    return shlex.quote(json.dumps(sub, sort_keys=True))
+def folder(unit):
+    return unit.folder(ROOT)
 
 
-def input_dir(name):
-    """A params function: the folder of input file ``name`` (derived, not hardcoded, as `snakemake --lint` asks)."""
-
-    def folder(wildcards, input):
-        return os.path.dirname(input[name])
-
-    return folder
-
-
-def runs_root(name):
-    """A params function: results/runs/{dataset}, derived from input ``name`` (a run's model.pt, or a list of them)."""
-
-    def folder(wildcards, input):
-        path = input[name] if isinstance(input[name], str) else input[name][0]
-        return os.path.dirname(os.path.dirname(os.path.dirname(path)))
-
-    return folder
+def unit_json(wildcards):
+    """The config.json of the folder the wildcards name, shell-quoted (written by the write-config job)."""
+    unit = UNITS.get((wildcards.section, wildcards.name, wildcards.fp))
+    if unit is None:
+        raise WorkflowError(f"{ROOT}/{wildcards.section}/{wildcards.name}/{wildcards.fp}: not a unit of this config")
+    return shlex.quote(json.dumps(plan.full_config(unit.config, config["run_name"]), sort_keys=True))
 
 
-def output_dir(name):
-    """A params function: the folder of output file ``name`` (e.g. the run folder of model.pt)."""
+def unit_config(units):
+    """An input function: the config.json of the unit ``units[wildcards.name]``."""
 
-    def folder(wildcards, output):
-        return os.path.dirname(output[name])
+    def path(wildcards):
+        return f"{folder(units[wildcards.name])}/config.json"
 
-    return folder
-
-
-def prepare_config(wildcards):
-    return config_json(["dataset"], methods=METHODS[:1], seed=0)
+    return path
 
 
-def run_config(wildcards):
-    return config_json(["dataset", "model", "train", "eval"], methods=[wildcards.method], seed=wildcards.seed)
+def run_dir(name, seed):
+    return f"{folder(RUNS[name])}/seed{seed}"
+
+
+def data_manifest(wildcards):
+    """The manifest of the prepared dataset the run ``wildcards.name`` reads."""
+    return f"{folder(RUN_DATA[wildcards.name])}/manifest.json"
 
 
 def init_checkpoint(wildcards):
     """The model.pt a warm-started method (option init_from) starts from, for the same seed; [] otherwise."""
-    source = config["methods"][wildcards.method].get("init_from")
-    return [f"results/runs/{wildcards.dataset}/{source}/seed{wildcards.seed}/model.pt"] if source else []
+    source = config["methods"].get(wildcards.name, {}).get("init_from")
+    return [f"{run_dir(source, wildcards.seed)}/model.pt"] if source else []
+
+
+def stage_models(name, seed):
+    """The model.pt files a method's latency run loads: its own, or a re-ranker's first and second stage's."""
+    if KINDS[name] == "rerank":
+        opts = options_of(config["methods"][name])
+        return [f"{run_dir(opts.first, seed)}/model.pt", f"{run_dir(opts.second, seed)}/model.pt"]
+    return [f"{run_dir(name, seed)}/model.pt"]
+
+
+def rerank_stage(which):
+    """An input function: the model.pt of a re-ranker's ``first`` or ``second`` stage, same seed."""
+
+    def path(wildcards):
+        opts = options_of(config["methods"][wildcards.name])
+        return f"{run_dir(getattr(opts, which), wildcards.seed)}/model.pt"
+
+    return path
 
 
 def gpu_resources(gpus=None):
@@ -95,121 +117,94 @@ def train_launcher(wildcards, resources):
     return "python -m vtrbench.cli"
 
 
-def report_config(wildcards):
-    return config_json(["run_name", "dataset", "model", "train", "eval"])
+def input_dir(name):
+    """A params function: the folder of input file ``name`` (derived, not hardcoded, as `snakemake --lint` asks)."""
+
+    def dirname(wildcards, input):
+        return os.path.dirname(input[name])
+
+    return dirname
 
 
-def all_metrics_files():
-    """Every metrics.json the aggregate reads: trained and external methods, and each re-ranking variant."""
-    from baselines.rerank import variant_names
+def output_dir(name):
+    """A params function: the folder of output file ``name`` (e.g. the run folder of model.pt)."""
 
-    names = [m for m in METHODS if m not in RERANK]
-    names += [v for m in RERANK for v in variant_names(m, {k: x for k, x in config["methods"][m].items() if k != "class"})]
-    return expand(f"results/runs/{DATASET}/{{method}}/seed{{seed}}/metrics.json", method=names, seed=SEEDS)
+    def dirname(wildcards, output):
+        return os.path.dirname(output[name])
 
-
-def get_final_output():
-    # throughput.smk / sweep.smk define their outputs; they are part of `all` when enabled in the config
-    extra = get_throughput_output() if config["throughput"]["enabled"] else []
-    extra += get_sweep_output() if config["sweep"]["enabled"] else []
-    extra += get_latency_output() if config["latency"]["enabled"] else []
-    return ["results/report.html", *extra]
+    return dirname
 
 
-# ----- latency.smk: re-ranking, query latency, recall-vs-latency -----
-LATENCY_SEED = SEEDS[0]
+# ----- what the aggregate steps read -----
+def metrics_files():
+    """Every metrics.json the tables read: trained, re-ranked and external methods, every seed."""
+    return [f"{run_dir(m, s)}/metrics.json" for m in METHODS for s in SEEDS]
 
 
-def stages_of(name):
-    entry = config["methods"][name]
-    return [name, entry["first"], entry["second"]] if entry["class"] == "rerank" else [name]
+def run_logs():
+    """The trained runs' training and validation logs (training cost and curves)."""
+    return [f"{run_dir(m, s)}/{log}" for m in TRAINED for s in SEEDS for log in ("train_log.csv", "val_log.csv")]
 
 
-def stage_models(wildcards):
-    """The model.pt files a method's latency run loads (its own, or both stages of a re-ranking)."""
-    return [f"results/runs/{wildcards.dataset}/{m}/seed{wildcards.seed}/model.pt" for m in stages_of(wildcards.method)[-2:]]
-
-
-def latency_config(wildcards):
-    return config_json(["dataset", "model", "train", "eval", "latency"], stages_of(wildcards.method), wildcards.seed)
+def rerank_sweeps():
+    return [f"{run_dir(m, s)}/rerank_sweep.csv" for m in RERANK for s in SEEDS]
 
 
 def latency_files():
-    return [f"results/runs/{DATASET}/{m}/seed{LATENCY_SEED}/latency.csv" for m in METHODS]
+    """latency.csv of every method: measured by the latency rule, or written by an external method's rule."""
+    measured = [f"{folder(LATENCY[m])}/seed{LATENCY_SEED}/latency.csv" for m in TRAINED + RERANK]
+    return measured + [f"{run_dir(m, LATENCY_SEED)}/latency.csv" for m in EXTERNAL]
+
+
+def throughput_files():
+    return [f"{folder(THROUGHPUT[m])}/throughput.csv" for m in TRAINED]
+
+
+def sweep_run_dirs():
+    return [run_dir(name, s) for name in SWEEP_CONFIGS for s in SWEEP["seeds"]]
 
 
 def get_latency_output():
-    return ["results/tables/latency.csv", "results/tables/recall_latency.csv", "results/plots/recall_vs_latency.png"]
+    return [f"{ROOT}/tables/{t}.csv" for t in ("latency", "latency_vs_gallery", "recall_latency")]
 
 
-# ----- report.smk -----
-OPTIONAL_TABLES = {  # table -> the config section whose `enabled` puts it in the report
-    "results/tables/latency.csv": "latency",
-    "results/tables/recall_latency.csv": "latency",
-    "results/tables/throughput.csv": "throughput",
-    "results/tables/frame_sweep.csv": "sweep",
+def get_throughput_output():
+    return [f"{ROOT}/tables/throughput.csv", f"{ROOT}/tables/loss_throughput.csv"]
+
+
+def get_sweep_output():
+    if not SWEEP_CONFIGS:
+        raise WorkflowError(f"sweep.method={SWEEP['method']!r} is not a configured method: nothing to sweep")
+    return [f"{ROOT}/tables/frame_sweep.csv", f"{ROOT}/tables/sweep_curves.csv"]
+
+
+OPTIONAL_TABLES = {  # config section whose `enabled` puts these tables in the report
+    "latency": get_latency_output,
+    "throughput": get_throughput_output,
+    "sweep": get_sweep_output,
 }
 
 
 def report_tables(wildcards):
-    """Optional tables that a rule produces and the config enables (opt-in targets such as the sweep excluded)."""
-    produced = {str(f) for r in workflow.rules for f in r.output}
-    return [t for t, section in OPTIONAL_TABLES.items() if t in produced and config[section]["enabled"]]
+    """The tables the report renders: the aggregate's, and each enabled optional step's (nothing else)."""
+    tables = [f"{ROOT}/tables/{t}.csv" for t in ("summary", "runs", "curves", "train_curves")]
+    tables += [f"{ROOT}/tables/rerank_sweep.csv"] if RERANK else []
+    for section, outputs in OPTIONAL_TABLES.items():
+        if config[section]["enabled"]:
+            tables += outputs()
+    return tables
 
 
-def report_logs(wildcards):
-    """The runs' training and validation logs (training curves)."""
-    runs = expand(RUN_DIR, dataset=DATASET, method=TRAINED, seed=SEEDS)  # rerank/external methods have no training logs
-    return [f"{d}/{name}" for d in runs for name in ("train_log.csv", "val_log.csv")]
+def report_benchmarks(wildcards):
+    """Snakemake's benchmark files of this config's jobs (the report's wall time per step)."""
+    files = [f"{ROOT}/benchmarks/prepare/{DATA.name}-{DATA.fp}.tsv"]
+    for m in TRAINED:
+        for s in SEEDS:
+            files += [f"{ROOT}/benchmarks/{rule}/{m}-{RUNS[m].fp}-seed{s}.tsv" for rule in ("train", "evaluate")]
+    files += [f"{ROOT}/benchmarks/rerank/{m}-{RUNS[m].fp}-seed{s}.tsv" for m in RERANK for s in SEEDS]
+    return files
 
 
-# ----- throughput.smk -----
-THROUGHPUT_DIR = "results/throughput/{dataset}"
-
-
-def throughput_config(wildcards):
-    return config_json(["dataset", "model", "train", "eval", "throughput"], methods=[wildcards.method] if hasattr(wildcards, "method") else None)
-
-
-def get_throughput_output():
-    return [
-        "results/tables/throughput.csv",
-        "results/tables/loss_throughput.csv",
-        "results/plots/step_time_vs_frames.png",
-    ]
-
-
-# ----- sweep.smk: the frame sweep (opt-in) -----
-SWEEP = config["sweep"]
-SWEEP_DATA = "results/sweep/data"
-SWEEP_RUN = "results/sweep/runs/{loss}/f{frames}/seed{seed}"
-
-
-def sweep_prepare_config(wildcards):
-    return shlex.quote(json.dumps(sweep_lib.prepare_config(config), sort_keys=True))
-
-
-def sweep_run_config(wildcards):
-    cfg, _ = sweep_lib.sweep_config(config, wildcards.loss, int(wildcards.frames), int(wildcards.seed))
-    return shlex.quote(json.dumps(cfg, sort_keys=True))
-
-
-def sweep_method(wildcards):
-    return sweep_lib.sweep_method_name(config, wildcards.loss)
-
-
-def sweep_run_dirs():
-    return [
-        SWEEP_RUN.format(loss=loss, frames=frames, seed=seed)
-        for loss in SWEEP["losses"]
-        for frames in SWEEP["frames"]
-        for seed in SWEEP["seeds"]
-    ]
-
-
-def get_sweep_output():
-    return [
-        "results/tables/frame_sweep.csv",
-        "results/plots/frame_sweep_r5.png",
-        "results/plots/step_time_vs_frames.png",
-    ]
+def get_final_output():
+    extra = [t for section, outputs in OPTIONAL_TABLES.items() if config[section]["enabled"] for t in outputs()]
+    return [f"{ROOT}/report.html", *extra]

@@ -1,18 +1,18 @@
 rule prepare:
+    input:
+        cfg=f"{ROOT}/data/{{name}}/{{fp}}/config.json",
     output:
-        manifest=f"{DATA_DIR}/manifest.json",
+        manifest=f"{ROOT}/data/{{name}}/{{fp}}/manifest.json",
     params:
-        cfg=prepare_config,
         out=output_dir("manifest"),
     threads: workflow.cores
     log:
-        f"results/logs/prepare/{DATASET}.log",
+        f"{ROOT}/logs/prepare/{{name}}-{{fp}}.log",
     benchmark:
-        f"results/benchmarks/prepare/{DATASET}.tsv"
+        f"{ROOT}/benchmarks/prepare/{{name}}-{{fp}}.tsv"
     message:
-        "Preparing dataset {DATASET}"
+        "Preparing dataset {wildcards.name} ({wildcards.fp})"
     conda:
         "../envs/vtrbench.yaml"
     shell:
-        "python -m vtrbench.cli prepare --config-json {params.cfg} --out {params.out} "
-        "--threads {threads} > {log} 2>&1"
+        "python -m vtrbench.cli prepare --config {input.cfg} --out {params.out} --threads {threads} > {log} 2>&1"

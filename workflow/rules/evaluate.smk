@@ -1,27 +1,64 @@
 rule evaluate:
     input:
-        manifest=rules.prepare.output.manifest,
+        cfg=unit_config(RUNS),
+        manifest=data_manifest,
         model=rules.train.output.model,
     output:
-        metrics=f"{RUN_DIR}/metrics.json",
-        ranks=f"{RUN_DIR}/ranks.parquet",
+        metrics=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/metrics.json",
+        ranks=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/ranks.parquet",
     params:
-        cfg=run_config,
         data=input_dir("manifest"),
         out=output_dir("metrics"),
     wildcard_constraints:
-        method="|".join(TRAINED) or "^$",
+        name="|".join(TRAINED + list(SWEEP_CONFIGS)) or "^$",
     threads: 1
     resources:
         **gpu_resources(1),
     log:
-        "results/logs/evaluate/{dataset}/{method}/seed{seed}.log",
+        f"{ROOT}/logs/evaluate/{{name}}-{{fp}}-seed{{seed}}.log",
     benchmark:
-        "results/benchmarks/evaluate/{dataset}/{method}/seed{seed}.tsv"
+        f"{ROOT}/benchmarks/evaluate/{{name}}-{{fp}}-seed{{seed}}.tsv"
     message:
-        "Evaluating {wildcards.method} (seed {wildcards.seed}) on the test split"
+        "Evaluating {wildcards.name} (seed {wildcards.seed}) on the test split"
     conda:
         "../envs/vtrbench.yaml"
     shell:
-        "python -m vtrbench.cli evaluate --config-json {params.cfg} --method {wildcards.method} "
-        "--seed {wildcards.seed} --data {params.data} --model {input.model} --out {params.out} > {log} 2>&1"
+        "python -m vtrbench.cli evaluate --config {input.cfg} --method {wildcards.name} --seed {wildcards.seed} "
+        "--data {params.data} --model {input.model} --out {params.out} > {log} 2>&1"
+
+
+# Two-stage retrieval (vtrbench/rerank.py): depth and weight chosen on val, evaluated on test.
+rule rerank:
+    input:
+        cfg=unit_config(RUNS),
+        manifest=data_manifest,
+        first=rerank_stage("first"),
+        second=rerank_stage("second"),
+    output:
+        metrics=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/metrics.json",
+        ranks=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/ranks.parquet",
+        sweep=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/rerank_sweep.csv",
+    params:
+        data=input_dir("manifest"),
+        out=output_dir("metrics"),
+    wildcard_constraints:
+        name="|".join(RERANK) or "^$",
+    threads: 1
+    log:
+        f"{ROOT}/logs/rerank/{{name}}-{{fp}}-seed{{seed}}.log",
+    benchmark:
+        f"{ROOT}/benchmarks/rerank/{{name}}-{{fp}}-seed{{seed}}.tsv"
+    message:
+        "Re-ranking: {wildcards.name} (seed {wildcards.seed}), depth and weight chosen on val"
+    conda:
+        "../envs/vtrbench.yaml"
+    shell:
+        "python -m vtrbench.cli rerank --config {input.cfg} --method {wildcards.name} --seed {wildcards.seed} "
+        "--data {params.data} --first {input.first} --second {input.second} --out {params.out} > {log} 2>&1"
+
+
+# External methods: their own rules write {ROOT}/runs/{name}/{fp}/seed{seed}/metrics.json (and latency.csv).
+for _name in EXTERNAL:
+    if config["methods"][_name].get("rules"):
+
+        include: os.path.abspath(config["methods"][_name]["rules"])  # relative to the working directory

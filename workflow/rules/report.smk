@@ -1,60 +1,63 @@
 rule aggregate:
     input:
-        metrics=all_metrics_files(),
+        metrics=metrics_files(),
+        logs=run_logs(),
+        sweeps=rerank_sweeps(),
     output:
-        runs="results/tables/runs.csv",
+        runs=f"{ROOT}/tables/runs.csv",
         summary=report(
-            "results/tables/summary.csv",
+            f"{ROOT}/tables/summary.csv",
             caption="../report/summary.rst",
             category="Tables",
             labels={"table": "summary (mean ± std per method)"},
         ),
+        curves=f"{ROOT}/tables/curves.csv",
+        train_curves=f"{ROOT}/tables/train_curves.csv",
+        rerank_sweep=f"{ROOT}/tables/rerank_sweep.csv",
+    params:
+        tables=output_dir("runs"),
+        sweeps=lambda w, input: f"--rerank-sweeps {' '.join(input.sweeps)}" if input.sweeps else "",
     log:
-        "results/logs/aggregate.log",
+        f"{ROOT}/logs/aggregate.log",
     benchmark:
-        "results/benchmarks/aggregate/aggregate.tsv"
+        f"{ROOT}/benchmarks/aggregate/aggregate.tsv"
     message:
         "Aggregating the result files into tables"
     conda:
         "../envs/vtrbench.yaml"
     shell:
-        "python -m vtrbench.cli aggregate --metrics {input.metrics} --out results/tables > {log} 2>&1"
-
-
-# Optional tables: wired in when a rule of this workflow produces them (the report also reads whatever exists).
+        "python -m vtrbench.cli aggregate --metrics {input.metrics} --logs {input.logs} {params.sweeps} "
+        "--out {params.tables} > {log} 2>&1"
 
 
 rule report:
     input:
-        summary=rules.aggregate.output.summary,
-        manifest=rules.prepare.output.manifest,
-        published=local(os.path.join(workflow.basedir, "data", "published.csv")),  # shipped file, never in remote storage
+        cfg=f"{folder(REPORT)}/config.json",
         tables=report_tables,
-        logs=report_logs,
+        manifest=f"{folder(DATA)}/manifest.json",
+        ledger=local(os.path.join(workflow.basedir, "..", "data", "published.csv")),  # shipped file, never remote
+        benchmarks=report_benchmarks,
     output:
         html=report(
-            "results/report.html",
+            f"{ROOT}/report.html",
             caption="../report/report.rst",
             category="Report",
-            labels={"page": "results/report.html"},
+            labels={"page": "report.html"},
         ),
         figures=report(
-            directory("results/figures"),
-            patterns=["{name}.png"],
+            directory(f"{ROOT}/figures"),
+            patterns=["{figure}.png"],
             caption="../report/figures.rst",
             category="Figures",
-            labels={"figure": "{name}"},
+            labels={"figure": "{figure}"},
         ),
-    params:
-        cfg=report_config,
     log:
-        "results/logs/report.log",
-    benchmark:
-        "results/benchmarks/report/report.tsv"
+        f"{ROOT}/logs/report.log",
     message:
-        "Rendering results/report.html"
+        f"Rendering {ROOT}/report.html"
     conda:
         "../envs/vtrbench.yaml"
     shell:
-        "python -m vtrbench.cli report --config-json {params.cfg} --tables results/tables "
-        "--published {input.published} --out {output.html} --figures {output.figures} > {log} 2>&1"
+        "python -m vtrbench.cli report --config {input.cfg} --tables {input.tables} --manifest {input.manifest} "
+        "--ledger {input.ledger} --benchmarks {input.benchmarks} --out {output.html} --figures {output.figures} "
+        "> {log} 2>&1"
