@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Device check: short AMP trainings (dual encoder, CRET with GEES and with NCE) on SynthVTT at a larger size, GPU
-# query latency at a 1,000-video gallery, and CRET step time with GEES vs NCE at 4 and 16 frames; prints one table.
+# query latency at a 1,000-video gallery, CRET step time with GEES vs NCE at 4 and 16 frames (one table), and CLIP
+# ViT-B/32 sizing (random init, dual_seq, 12 frames of 224 px, batch 16-128: step time and peak memory).
 # Needs one GPU and the repo; under 6 minutes on one H100. CPU test mode: scripts/gpu_check.sh --tiny
 #   scripts/gpu_check.sh [--tiny] [--out DIR] [--device auto|cpu|cuda]
 set -euo pipefail

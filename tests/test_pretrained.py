@@ -148,3 +148,5 @@ def test_gpu_check_tiny_mode_runs_on_cpu(tmp_path: Path) -> None:
     assert (table["train_steps_per_s"] > 0).all() and (table["query_ms_p50"] > 0).all()
     assert table.loc[table.method != "dual_mean", ["step_ms_M4", "step_ms_M16"]].notna().all().all()
     assert "query_ms_p50" in out.stdout and "step_ms_M16" in out.stdout  # the printed table
+    sizing = pd.read_csv(tmp_path / "clip_sizing.csv")  # the CLIP sizing path, on a tiny CLIP
+    assert (sizing.step_ms > 0).all() and (sizing.tower_params_M > 0).all() and "peak_mem_mb" in out.stdout

@@ -1,17 +1,32 @@
 """The shared encoders every method builds on, so a comparison changes only the head and the loss.
 
 * text encoder: a transformers ``BertModel``, built from a small config (default, trains from scratch) or
-  loaded with ``from_pretrained`` from a local directory or hub id (paper scale: BERT-base-uncased);
+  loaded with ``from_pretrained`` from a local directory or hub id (paper scale: BERT-base-uncased); or CLIP's
+  text tower (``CLIPTextModelWithProjection``) when the checkpoint is a CLIP one;
 * frame (spatial) encoder: a transformers ``ViTModel`` applied to every frame, giving one pooled feature ([CLS] or
   the mean of the patches) and the patch tokens per frame (built from a config, or ``from_pretrained``: paper
-  scale uses an ImageNet DeiT-S/ViT-S, 384-d);
+  scale uses an ImageNet DeiT-S/ViT-S, 384-d); or CLIP's vision tower (``CLIPVisionModelWithProjection``);
 * temporal encoder: a small pre-LN transformer over the per-frame features with learned frame positions
   (CLIP4Clip seqTransf / CRET's 3-layer temporal encoder).
+
+Which pretrained class is built is read from the checkpoint's saved ``config.json`` (``model_type``): ``bert`` /
+``vit`` as before; ``clip`` (a whole ``CLIPModel`` folder, usable for either tower), ``clip_text_model`` or
+``clip_vision_model`` for CLIP. CLIP towers output CLIP's *projected* embedding space, so pooled features and
+tokens share one width, the projection dim (512 for ViT-B/32), as DRL, TS2-Net and X-CLIP use them:
+
+* text: pooled = ``text_embeds`` (the EOT token after ``final_layer_norm``, through ``text_projection``);
+  tokens = every last hidden state through the same ``text_projection``;
+* frame: pooled = ``image_embeds`` (the class token after ``post_layernorm``, through ``visual_projection``);
+  patches = every patch token through the same ``post_layernorm`` + ``visual_projection``.
+
+CLIP's pooled output is fixed by its pretraining (EOT token / class token), so ``pooling`` is ignored for CLIP.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,32 +37,42 @@ from transformers import (
     BertConfig,
     BertModel,
     BertTokenizerFast,
+    CLIPConfig,
+    CLIPTextModelWithProjection,
+    CLIPVisionModelWithProjection,
     PreTrainedTokenizerBase,
     ViTConfig,
     ViTModel,
 )
+from transformers.utils.hub import cached_file
 
 MAX_FRAMES = 64  # learned temporal positions available to the temporal encoder
+TEXT_TYPES = ("bert", "clip", "clip_text_model")  # saved model_type a pretrained text tower can load
+FRAME_TYPES = ("vit", "clip", "clip_vision_model")  # ... and a pretrained frame tower
+CLIP_TYPES = ("clip", "clip_text_model", "clip_vision_model")
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]  # DeiT/ViT default
+# CLIP's own normalisation (openai/CLIP clip.py _transform; transformers OPENAI_CLIP_MEAN / _STD)
+CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
 
 
 @dataclass
 class TextEncoderConfig:
-    pretrained: str | None = None  # local dir or hub id; None = build from the fields below (random init)
+    pretrained: str | None = None  # local dir or hub id (BERT or CLIP); None = build from the fields below
     hidden: int = 64  # width of a from-scratch encoder
     layers: int = 2
     heads: int = 4
-    max_length: int = 32  # tokens per caption, including [CLS]/[SEP]
-    pooling: str = "mean"  # the caption feature: "cls" token or "mean" of the non-padding tokens
+    max_length: int = 32  # tokens per caption, including [CLS]/[SEP] (CLIP: <|startoftext|>/<|endoftext|>)
+    pooling: str = "mean"  # the caption feature: "cls" token or "mean" of the non-padding tokens; ignored for CLIP
 
 
 @dataclass
 class FrameEncoderConfig:
-    pretrained: str | None = None  # local dir or hub id; None = build from the fields below (random init)
+    pretrained: str | None = None  # local dir or hub id (ViT/DeiT or CLIP); None = build from the fields below
     hidden: int = 64
     layers: int = 2
     heads: int = 4
-    patch_size: int = 8  # pixels; 32 px frames -> 4x4 = 16 patches
-    pooling: str = "mean"  # the per-frame feature: "cls" token or "mean" of the patch tokens
+    patch_size: int = 8  # pixels; 32 px frames -> 4x4 = 16 patches (from scratch only)
+    pooling: str = "mean"  # the per-frame feature: "cls" token or "mean" of the patch tokens; ignored for CLIP
 
 
 @dataclass
@@ -76,28 +101,50 @@ class BackboneConfig:
 
 @dataclass
 class TextOutput:
-    pooled: Tensor  # [B, Dt] the caption feature ([CLS] or mean of the real tokens: model.text.pooling)
-    tokens: Tensor  # [B, L, Dt]
+    pooled: Tensor  # [B, Dt] the caption feature ([CLS] / mean of the real tokens: model.text.pooling; CLIP: EOT)
+    tokens: Tensor  # [B, L, Dt] (CLIP: projected, same width as pooled)
     padding_mask: Tensor  # [B, L] bool, True = padding
 
 
 @dataclass
 class FrameOutput:
-    pooled: Tensor  # [B, M, Df] one feature per frame ([CLS] or mean of the patches: model.frame.pooling)
-    patches: Tensor  # [B, M, N, Df]
+    pooled: Tensor  # [B, M, Df] one feature per frame ([CLS] / mean of the patches: model.frame.pooling; CLIP: class)
+    patches: Tensor  # [B, M, N, Df] (CLIP: projected, same width as pooled)
+
+
+class _CLIPText(CLIPTextModelWithProjection):
+    """CLIP's text tower; a whole-``CLIPModel`` checkpoint also holds the vision tower, which it leaves unread."""
+
+    _keys_to_ignore_on_load_unexpected = (r"^vision_model\.", r"^visual_projection\.", r"^logit_scale$")
+
+
+class _CLIPVision(CLIPVisionModelWithProjection):
+    """CLIP's vision tower; a whole-``CLIPModel`` checkpoint also holds the text tower, which it leaves unread."""
+
+    _keys_to_ignore_on_load_unexpected = (r"^text_model\.", r"^text_projection\.", r"^logit_scale$")
 
 
 class TextEncoder(nn.Module):
-    """BERT over token ids; returns the pooled caption feature and the token features with their padding mask.
+    """BERT (or CLIP's text tower) over token ids: the pooled caption feature, the token features, the padding mask.
 
     ``pooling: mean`` (the from-scratch default) averages the real tokens: a 2-layer BERT trained from zero learns a
     useful [CLS] much later than a useful token average. Pretrained BERTs keep ``cls``, as CLIP4Clip and CRET do.
+    CLIP ignores ``pooling``: its caption feature is fixed by pretraining (the EOT token through
+    ``text_projection``, i.e. ``text_embeds``), and its tokens go through the same projection, so ``dim`` is the
+    projection dim for both.
     """
 
     def __init__(self, cfg: TextEncoderConfig, vocab_size: int):
         super().__init__()
-        if cfg.pretrained:
+        key = "model.text.pretrained"
+        model_type = checkpoint_type(cfg.pretrained, key, TEXT_TYPES) if cfg.pretrained else "scratch"
+        self.kind = "clip" if model_type in CLIP_TYPES else model_type  # "clip" | "bert" | "scratch"
+        if self.kind == "clip":
+            self.clip = _load_clip_tower(_CLIPText, cfg.pretrained, model_type, "text", key)
+            config = self.clip.config
+        elif self.kind == "bert":
             self.bert = BertModel.from_pretrained(cfg.pretrained, add_pooling_layer=False)
+            config = self.bert.config
         else:
             _check_heads("model.text", cfg.hidden, cfg.heads)
             config = BertConfig(
@@ -111,12 +158,21 @@ class TextEncoder(nn.Module):
                 attention_probs_dropout_prob=0.0,
             )
             self.bert = BertModel(config, add_pooling_layer=False)
+        self.dim = config.projection_dim if self.kind == "clip" else config.hidden_size
+        if cfg.max_length > config.max_position_embeddings:
+            raise ValueError(
+                f"model.text.max_length={cfg.max_length} exceeds the {cfg.pretrained or 'text'} encoder's "
+                f"max_position_embeddings={config.max_position_embeddings}; lower it"
+            )
         if cfg.pooling not in ("cls", "mean"):
             raise ValueError(f"model.text.pooling must be 'cls' or 'mean', got {cfg.pooling!r}")
         self.pooling = cfg.pooling
-        self.dim = self.bert.config.hidden_size
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> TextOutput:
+        if self.kind == "clip":
+            out = self.clip(input_ids=input_ids, attention_mask=attention_mask)
+            tokens = self.clip.text_projection(out.last_hidden_state)  # [B, L, P] (after final_layer_norm)
+            return TextOutput(pooled=out.text_embeds, tokens=tokens, padding_mask=attention_mask == 0)  # [B, P]
         tokens = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B, L, Dt]
         if self.pooling == "cls":
             pooled = tokens[:, 0]
@@ -127,13 +183,32 @@ class TextEncoder(nn.Module):
 
 
 class FrameEncoder(nn.Module):
-    """ViT applied to each frame of each video; uint8 frames are normalised here, with the encoder's own stats."""
+    """ViT (or CLIP's vision tower) on each frame of each video; uint8 frames are normalised here, with the
+    encoder's own stats (the checkpoint's preprocessor_config.json; ImageNet's for ViT, CLIP's for CLIP otherwise).
+
+    Frames at another size than the checkpoint's ``image_size`` interpolate its position embeddings (bicubic, in
+    transformers' ``interpolate_pos_encoding``). CLIP ignores ``pooling``: its per-frame feature is the class token
+    through ``post_layernorm`` + ``visual_projection`` (``image_embeds``), and the patches go through the same two.
+    """
 
     def __init__(self, cfg: FrameEncoderConfig, image_size: int):
         super().__init__()
-        if cfg.pretrained:
+        key = "model.frame.pretrained"
+        model_type = checkpoint_type(cfg.pretrained, key, FRAME_TYPES) if cfg.pretrained else "scratch"
+        self.kind = "clip" if model_type in CLIP_TYPES else model_type  # "clip" | "vit" | "scratch"
+        if self.kind == "clip":
+            self.clip = _load_clip_tower(_CLIPVision, cfg.pretrained, model_type, "vision", key)
+            config = self.clip.config
+            if image_size % config.patch_size:
+                raise ValueError(
+                    f"{key}={cfg.pretrained!r}: its patch size {config.patch_size} must divide the frame resolution "
+                    f"dataset.resolution={image_size}"
+                )
+            mean, std, size = _image_stats(cfg.pretrained, CLIP_MEAN, CLIP_STD)
+        elif self.kind == "vit":
             self.vit = ViTModel.from_pretrained(cfg.pretrained, add_pooling_layer=False)
-            mean, std = _image_stats(cfg.pretrained)
+            config = self.vit.config
+            mean, std, size = _image_stats(cfg.pretrained, IMAGENET_MEAN, IMAGENET_STD)
         else:
             _check_heads("model.frame", cfg.hidden, cfg.heads)
             if image_size % cfg.patch_size:
@@ -151,12 +226,14 @@ class FrameEncoder(nn.Module):
                 attention_probs_dropout_prob=0.0,
             )
             self.vit = ViTModel(config, add_pooling_layer=False)
-            mean, std = [0.5] * 3, [0.5] * 3
+            mean, std, size = [0.5] * 3, [0.5] * 3, None
+        self.dim = config.projection_dim if self.kind == "clip" else config.hidden_size
         if cfg.pooling not in ("cls", "mean"):
             raise ValueError(f"model.frame.pooling must be 'cls' or 'mean', got {cfg.pooling!r}")
         self.pooling = cfg.pooling
-        self.interpolate = self.vit.config.image_size != image_size
-        self.dim = self.vit.config.hidden_size
+        native = config.image_size if isinstance(config.image_size, int) else config.image_size[0]
+        self.interpolate = native != image_size  # the position grid was trained at `native` px
+        self.input_size = size or native  # the checkpoint's preprocessing size (crop): pretraining's frame size
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
@@ -166,6 +243,12 @@ class FrameEncoder(nn.Module):
             frames = frames.permute(0, 1, 4, 2, 3).float().div_(255.0)  # [B, M, 3, H, W]
         B, M = frames.shape[:2]
         pixels = (frames.flatten(0, 1) - self.mean) / self.std  # [B*M, 3, H, W]
+        if self.kind == "clip":
+            vision = self.clip.vision_model
+            hidden = vision(pixel_values=pixels, interpolate_pos_encoding=self.interpolate).last_hidden_state
+            hidden = self.clip.visual_projection(vision.post_layernorm(hidden))  # [B*M, 1+N, P]
+            hidden = hidden.view(B, M, *hidden.shape[1:])  # [B, M, 1+N, P]
+            return FrameOutput(pooled=hidden[:, :, 0], patches=hidden[:, :, 1:])
         hidden = self.vit(pixel_values=pixels, interpolate_pos_encoding=self.interpolate).last_hidden_state
         hidden = hidden.view(B, M, *hidden.shape[1:])  # [B, M, 1+N, Df]
         patches = hidden[:, :, 1:]
@@ -198,9 +281,44 @@ class Backbones(nn.Module):
 
     def __init__(self, cfg: BackboneConfig, vocab_size: int, image_size: int):
         super().__init__()
+        if cfg.frame.pretrained:  # a wrong frame checkpoint fails before the text tower's weights are read
+            checkpoint_type(cfg.frame.pretrained, "model.frame.pretrained", FRAME_TYPES)
         self.text = TextEncoder(cfg.text, vocab_size)
         self.frame = FrameEncoder(cfg.frame, image_size)
         self.temporal = TemporalEncoder(cfg.temporal, self.frame.dim)
+
+    @contextlib.contextmanager
+    def shared_pass(self) -> Iterator[None]:
+        """Within the block, each tower runs once per input tensor: two heads reading the same batch (a
+        cross-encoder and the embedding method it embeds) share one forward pass, and one autograd graph.
+
+        Calls are keyed by the identity of their input tensors, so only the very same tensors hit the cache.
+        Re-entrant: a nested block shares the outer block's cache.
+        """
+        towers = [t for t in (self.text, self.frame, self.temporal) if "forward" not in vars(t)]
+        for tower in towers:
+            tower.forward = _run_once(tower)  # an instance attribute: nn.Module.__call__ finds it first
+        try:
+            yield
+        finally:
+            for tower in towers:
+                del tower.forward
+
+
+def _run_once(tower: nn.Module) -> Any:
+    """``tower``'s forward, memoised on the identity of its input tensors (see ``Backbones.shared_pass``)."""
+    forward, cache = type(tower).forward, {}
+
+    def once(*args: Tensor) -> Any:
+        key = tuple(id(a) for a in args)
+        if key not in cache:
+            cache[key] = (forward(tower, *args), args)  # the inputs are kept alive, so their ids stay unique
+        return cache[key][0]
+
+    return once
+
+
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "vocab.txt")  # fast (any), CLIP BPE, BERT WordPiece
 
 
 def load_tokenizer(cfg: TextEncoderConfig, vocab_file: str | Path | None) -> PreTrainedTokenizerBase:
@@ -208,6 +326,13 @@ def load_tokenizer(cfg: TextEncoderConfig, vocab_file: str | Path | None) -> Pre
     if cfg.pretrained:
         from transformers import AutoTokenizer
 
+        checkpoint_type(cfg.pretrained, "model.text.pretrained", TEXT_TYPES)  # the same one-line errors as the tower
+        # transformers 5 builds an *empty* tokenizer from a folder without tokenizer files: refuse it instead
+        if not any(_resolve(cfg.pretrained, name) for name in TOKENIZER_FILES):
+            raise FileNotFoundError(
+                f"model.text.pretrained={cfg.pretrained!r} has no tokenizer ({', '.join(TOKENIZER_FILES)}): save the "
+                "checkpoint's tokenizer to the same folder (tokenizer.save_pretrained)"
+            )
         return AutoTokenizer.from_pretrained(cfg.pretrained)
     if vocab_file is None or not Path(vocab_file).is_file():
         raise FileNotFoundError(
@@ -216,15 +341,83 @@ def load_tokenizer(cfg: TextEncoderConfig, vocab_file: str | Path | None) -> Pre
     return BertTokenizerFast(vocab=str(vocab_file), do_lower_case=True)  # transformers 5: `vocab`, not `vocab_file`
 
 
+_WRONG_TOWER = {  # why a model_type does not fit a tower
+    "clip_text_model": "a CLIP text model: it has no vision tower",
+    "clip_vision_model": "a CLIP vision model: it has no text tower",
+    "bert": "a text encoder",
+    "vit": "an image encoder",
+}
+
+
+def checkpoint_type(pretrained: str, key: str, allowed: tuple[str, ...]) -> str:
+    """The ``model_type`` of a checkpoint's saved config.json (local folder or hub id), checked against ``allowed``.
+
+    Raises:
+        FileNotFoundError: no config.json there (a missing folder, or a hub id neither cached nor reachable).
+        ValueError: a model_type this tower cannot load (e.g. a CLIP text model given as the frame tower).
+    """
+    saved = _saved_json(pretrained, "config.json")
+    expected = f"a checkpoint written by save_pretrained with model_type {' / '.join(allowed)}"
+    if saved is None:
+        where = "has no config.json" if Path(pretrained).is_dir() else "is neither a folder nor an available hub id"
+        raise FileNotFoundError(f"{key}={pretrained!r} {where}; expected {expected}")
+    model_type = saved.get("model_type")
+    if model_type not in allowed:
+        why = _WRONG_TOWER.get(model_type, "not an encoder this tower supports")
+        raise ValueError(f"{key}={pretrained!r} holds model_type {model_type!r} ({why}); expected {expected}")
+    return model_type
+
+
+def _load_clip_tower(cls: type, pretrained: str, model_type: str, tower: str, key: str) -> nn.Module:
+    """One CLIP tower with its projection, from a whole CLIPModel or a single-tower checkpoint (fp32 weights)."""
+    config = None
+    if model_type == "clip":  # the tower's sub-config lacks CLIPConfig's top-level projection_dim: copy it over
+        full = CLIPConfig.from_pretrained(pretrained)
+        config = full.text_config if tower == "text" else full.vision_config
+        config.projection_dim = full.projection_dim
+    model, info = cls.from_pretrained(pretrained, config=config, dtype=torch.float32, output_loading_info=True)
+    missing = sorted(info["missing_keys"])
+    if missing:  # e.g. a CLIPTextModel saved without text_projection: the projection would be random
+        raise ValueError(
+            f"{key}={pretrained!r} has no weights for {missing[0]} ({len(missing)} missing): expected a CLIPModel or "
+            f"CLIP{tower.capitalize()}ModelWithProjection checkpoint"
+        )
+    return model
+
+
 def _check_heads(key: str, dim: int, heads: int) -> None:
     if dim % heads:
         raise ValueError(f"{key}: hidden={dim} must be divisible by heads={heads}")
 
 
-def _image_stats(pretrained: str) -> tuple[list[float], list[float]]:
-    """Normalisation stats from a local preprocessor_config.json; ImageNet's when absent (DeiT/ViT default)."""
-    path = Path(pretrained) / "preprocessor_config.json"
-    if path.is_file():
-        data = json.loads(path.read_text())
-        return list(data.get("image_mean", [0.485, 0.456, 0.406])), list(data.get("image_std", [0.229, 0.224, 0.225]))
-    return [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+def _resolve(pretrained: str, filename: str) -> str | None:
+    """Path of ``filename`` in a local folder or a hub repo (downloaded or cached); None when absent."""
+    try:
+        return cached_file(
+            pretrained,
+            filename,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+        )
+    except OSError:  # neither a folder nor a valid repo id (e.g. a missing absolute path), or a gated repo
+        return None
+
+
+def _saved_json(pretrained: str, filename: str) -> dict[str, Any] | None:
+    path = _resolve(pretrained, filename)
+    if path is None:
+        return None
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); re-save the checkpoint") from None
+
+
+def _image_stats(pretrained: str, mean: list[float], std: list[float]) -> tuple[list[float], list[float], int | None]:
+    """Normalisation stats and input size from the checkpoint's preprocessor_config.json; ``mean``/``std`` when
+    absent (ImageNet's for DeiT/ViT, CLIP's for CLIP), size None (= the model config's image_size)."""
+    data = _saved_json(pretrained, "preprocessor_config.json") or {}
+    size = data.get("crop_size") or data.get("size")
+    if isinstance(size, dict):
+        size = size.get("height") or size.get("shortest_edge")
+    return list(data.get("image_mean", mean)), list(data.get("image_std", std)), size

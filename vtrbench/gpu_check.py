@@ -1,4 +1,4 @@
-"""Device check: short AMP trainings, GPU query latency and GEES-vs-NCE step time, as one table.
+"""Device check: short AMP trainings, GPU query latency, GEES-vs-NCE step time, and CLIP ViT-B/32 sizing.
 
 Run by ``scripts/gpu_check.sh`` on a machine with one GPU and nothing but the repo (under 6 minutes), or on CPU in
 a tiny mode for the test suite::
@@ -16,6 +16,9 @@ Columns of ``gpu_check.csv`` (also printed as a table):
                        timed by ``vtrbench.timing`` (synchronised clock reads); gallery encoded once
     gallery            number of videos in the gallery of the latency measurement (the 1,000-video test split)
     step_ms_M4/M16     CRET rows: median full training step (forward, backward, AdamW) at M = 4 / 16 frames, ms
+
+``clip_sizing.csv``: CLIP ViT-B/32 towers (random init) under ``dual_seq`` at 12 frames of 224 px, bf16 autocast:
+``tower_params_M``, ``batch_size``, ``step_ms`` (median training step), ``peak_mem_mb`` (CUDA max allocated).
 """
 
 from __future__ import annotations
@@ -136,6 +139,58 @@ def step_time(config: dict, global_loss: str, frames: int, data: Path, device: t
     return 1000 * statistics.median(time_calls(step, 3, n, device))
 
 
+def clip_sizing(out: Path, tiny: bool, device: torch.device, batch_sizes: tuple[int, ...]) -> pd.DataFrame:
+    """CLIP ViT-B/32 towers (random init: ``CLIPConfig()`` is the B/32 architecture) under ``dual_seq`` at 12 frames
+    of 224 px: parameters, peak memory and median training step per batch size (README "CLIP towers: sizing").
+
+    Weights do not change the time or the memory, so no checkpoint is needed (none can be downloaded).
+    ``tiny``: a small CLIP at 32 px, to test the path on CPU.
+    """
+    from transformers import CLIPConfig, CLIPModel
+
+    from vtrbench.backbones import BackboneConfig, Backbones
+    from vtrbench.methods import build_method
+
+    if tiny:
+        text = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
+        vision = {**text, "image_size": 32, "patch_size": 8}
+        clip, frames, size, heads = CLIPConfig(text_config=text, vision_config=vision, projection_dim=16), 4, 32, 2
+    else:
+        clip, frames, size, heads = CLIPConfig(), 12, 224, 8
+    folder = out / "clip-random"
+    torch.manual_seed(0)
+    CLIPModel(clip).save_pretrained(folder)
+    model = {"text": {"pretrained": str(folder), "max_length": 32, "pooling": "cls"}}
+    model |= {"frame": {"pretrained": str(folder), "pooling": "cls"}, "temporal": {"layers": 4, "heads": heads}}
+    backbones = Backbones(BackboneConfig.from_dict(model), vocab_size=0, image_size=size)
+    method = build_method(backbones, {"class": "dual_encoder", "pooling": "seq", "dim": clip.projection_dim})
+    method = method.to(device).train()
+    config = {"train": {"weight_decay": 0.2, "backbone_lr_scale": 0.001}, "model": model}
+    optimizer = make_optimizer(method, config, 1e-4)
+    parameters = [p for p in method.parameters() if p.requires_grad]
+    towers = sum(p.numel() for p in backbones.text.parameters()) + sum(p.numel() for p in backbones.frame.parameters())
+    rows = []
+    for B in batch_sizes:
+        batch = {
+            "frames": torch.randint(0, 256, (B, frames, size, size, 3), dtype=torch.uint8, device=device),
+            "input_ids": torch.randint(1, clip.text_config.vocab_size - 2, (B, 32), device=device),
+            "attention_mask": torch.ones(B, 32, dtype=torch.long, device=device),
+            "group_id": torch.arange(B, device=device) // 4,
+        }
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+
+        def step(batch: dict = batch) -> None:
+            train_step(method.loss, parameters, optimizer, batch, 1.0, amp=True)
+
+        ms = 1000 * statistics.median(time_calls(step, 2, 1 if tiny else 10, device))
+        peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
+        rows.append({"model": "CLIP ViT-B/32" if not tiny else "tiny CLIP", "tower_params_M": towers / 1e6,
+                     "frames": frames, "batch_size": B, "step_ms": ms, "peak_mem_mb": peak})  # fmt: skip
+        print(f"clip sizing: batch {B} done", file=sys.stderr, flush=True)
+    return pd.DataFrame(rows)
+
+
 def run(out: Path, tiny: bool, device_name: str) -> pd.DataFrame:
     device = pick_device(device_name)
     config = check_config(tiny, device.type)
@@ -168,6 +223,9 @@ def run(out: Path, tiny: bool, device_name: str) -> pd.DataFrame:
         print(f"done: {method_name}", file=sys.stderr, flush=True)
     table = pd.DataFrame(rows)
     resultfiles.write_csv(table, out / "gpu_check.csv")
+    sizing = clip_sizing(out, tiny, device, (2,) if tiny else (16, 32, 64, 128))
+    resultfiles.write_csv(sizing, out / "clip_sizing.csv")
+    print(sizing.to_string(index=False, float_format=lambda x: f"{x:.1f}", na_rep="-"))
     return table
 
 

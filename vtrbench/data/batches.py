@@ -36,7 +36,10 @@ def tokenize(tokenizer: PreTrainedTokenizerBase, captions: list[str], max_length
     """Tokenise every caption once; a caption with no content token (empty, whitespace, only padding or other
     special tokens such as [CLS]/[SEP]/[PAD]) is rejected with its index. Unknown words ([UNK]) count as content."""
     enc = tokenizer(captions, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
-    special = torch.tensor(sorted(set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}), dtype=torch.long)
+    # [UNK] counts as content, unless it is also a structural token (CLIP: unk = eos = pad)
+    structural = {tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.bos_token_id, tokenizer.cls_token_id}
+    ignored = set(tokenizer.all_special_ids) - ({tokenizer.unk_token_id} - structural)
+    special = torch.tensor(sorted(i for i in ignored if i is not None), dtype=torch.long)
     content = enc["attention_mask"].bool() & ~torch.isin(enc["input_ids"], special)
     empty = torch.nonzero(content.sum(1) == 0).flatten().tolist()
     if empty:
@@ -97,8 +100,7 @@ class TrainBatches:
         caption = np.array([rng.choice(self.captions_of[v]) for v in videos])
         available = self.split.frames.shape[1]
         frame_idx = np.stack([sample_indices(available, self.frames, "random", rng) for _ in videos])  # [B, M]
-        clips = self.split.frames[videos]  # [B, T, H, W, 3]
-        clips = np.take_along_axis(clips, frame_idx[:, :, None, None, None], axis=1)  # [B, M, H, W, 3]
+        clips = self.split.frames.gather(videos, frame_idx)  # [B, M, H, W, 3]
         tok = self.tokens[caption]
         return {
             "frames": torch.from_numpy(np.ascontiguousarray(clips)),
