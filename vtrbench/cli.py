@@ -12,6 +12,8 @@
     tradeoff              latency tables: latency.csv, latency_vs_gallery.csv, recall_latency.csv
     throughput-aggregate  throughput.csv, loss_throughput.csv
     sweep-aggregate       the frame sweep's tables (CRET paper Fig. 5)
+    compare               paired comparisons of every pair of methods (comparisons.csv)
+    convergence           the budget test: is each method at its plateau? (convergence.csv)
     report                report.html and its figures, from the tables it is given
 
 Every command that needs the run config takes ``--config FILE`` (YAML or JSON, e.g. config/config.yaml or a
@@ -123,7 +125,7 @@ def cmd_throughput(args: argparse.Namespace) -> None:
 def cmd_aggregate(args: argparse.Namespace) -> None:
     from vtrbench.report.aggregate import aggregate
 
-    tables = aggregate(args.metrics, args.out, logs=args.logs, rerank_sweeps=args.rerank_sweeps)
+    tables = aggregate(args.metrics, args.out, args.logs, args.rerank_sweeps, args.convergence)
     print(f"aggregated {len(tables['runs'])} run(s) into {args.out}")
 
 
@@ -146,6 +148,27 @@ def cmd_sweep_aggregate(args: argparse.Namespace) -> None:
 
     table = aggregate_sweep(args.runs, args.batch_size, args.tables, args.ledger)
     print(f"aggregated {len(args.runs)} sweep run(s) into {args.tables}/frame_sweep.csv ({len(table)} rows)")
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from vtrbench.report.compare import write_comparisons
+
+    if len(args.methods) != len(args.runs):
+        raise ValueError(
+            f"compare: give one --methods name per --runs folder ({len(args.methods)} vs {len(args.runs)})"
+        )
+    table = write_comparisons(args.runs, args.methods, args.out)
+    print(f"{len(table)} paired comparison(s) in {args.out}")
+
+
+def cmd_convergence(args: argparse.Namespace) -> None:
+    from vtrbench.report.convergence import convergence
+
+    if not len(args.methods) == len(args.short) == len(args.long):
+        raise ValueError("convergence: give as many --methods as --short and --long val folders")
+    table = convergence(list(zip(args.methods, args.short, args.long, strict=True)), args.out)
+    still = table[table.still_improving].method.tolist()
+    print(f"budget test of {len(table)} method(s): still improving: {', '.join(still) or 'none'}")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -222,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", type=Path, nargs="+", required=True, help="metrics.json files of the runs")
     p.add_argument("--logs", type=Path, nargs="*", default=[], help="the runs' train_log.csv / val_log.csv")
     p.add_argument("--rerank-sweeps", type=Path, nargs="*", default=[], help="re-rankers' rerank_sweep.csv files")
+    p.add_argument("--convergence", type=Path, default=None, help="convergence.csv (the budget test's flags)")
     p.add_argument("--out", type=Path, required=True, help="tables folder")
 
     p = add("tradeoff", cmd_tradeoff, "recall-vs-latency tables", needs_config=False)
@@ -240,6 +264,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, required=True, help="train.batch_size (for clips/s)")
     p.add_argument("--tables", type=Path, required=True, help="tables folder")
     p.add_argument("--ledger", type=Path, default=None, help="published results (data/published.csv)")
+
+    p = add("compare", cmd_compare, "paired comparisons of every pair of methods", needs_config=False)
+    p.add_argument("--methods", nargs="*", default=[], help="the method of each --runs folder")
+    p.add_argument("--runs", type=Path, nargs="*", default=[], help="run folders .../seed{seed} (test ranks)")
+    p.add_argument("--out", type=Path, required=True, help="comparisons.csv")
+
+    p = add("convergence", cmd_convergence, "the budget test: still improving at this budget?", needs_config=False)
+    p.add_argument("--methods", nargs="+", required=True)
+    p.add_argument("--short", type=Path, nargs="+", required=True, help="val folders of the runs")
+    p.add_argument("--long", type=Path, nargs="+", required=True, help="val folders of the longer runs")
+    p.add_argument("--out", type=Path, required=True, help="convergence.csv")
 
     p = add("report", cmd_report, "render report.html from the tables it is given")
     p.add_argument("--tables", type=Path, nargs="+", required=True, help="table files (summary.csv required)")

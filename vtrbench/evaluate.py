@@ -19,8 +19,9 @@ from torch import Tensor
 from vtrbench import resultfiles
 from vtrbench.data.batches import Tokens, eval_clips
 from vtrbench.data.records import SplitData, load_split
-from vtrbench.methods import Features, RetrievalMethod, check_scores, gallery_floats_per_video
-from vtrbench.metrics import retrieval_metrics, t2v_ranks, v2t_ranks
+from vtrbench.methods import Features, PairMethod, RetrievalMethod, check_scores, gallery_floats_per_video
+from vtrbench.metrics import pairwise_outcomes, retrieval_metrics, t2v_ranks, v2t_ranks
+from vtrbench.rerank import merge, top_candidates
 from vtrbench.runs import effective_train, load_trained, pick_device, split_tokens
 
 
@@ -78,18 +79,32 @@ def evaluate(
     device: torch.device,
     name: str = "method",
     amp: bool = False,
+    shortlist: bool = False,
 ) -> Evaluation:
-    """Full text->video and video->text evaluation of ``method`` on ``split`` (``amp``: bf16 encoders on CUDA)."""
+    """Full text->video and video->text evaluation of ``method`` on ``split`` (``amp``: bf16 encoders on CUDA).
+
+    ``shortlist``: a pair method that carries a cheap first stage (``PairMethod.shortlist``) re-scores only that
+    stage's top k of every caption (how it is validated while training: all captions, at k pairs each); otherwise
+    a pair method scores every video, on its ``query_subset`` of captions.
+    """
     was_training = method.training
     method.eval()
     gallery = encode_gallery(method, split, frames, batch_size, device, amp)
-    subset = method.query_subset(len(split.captions))  # a slow pair scorer may score a fixed caption subset
+    cheap = shortlist and isinstance(method, PairMethod)
+    subset = None if cheap else method.query_subset(len(split.captions))  # a slow pair scorer: a caption subset
     if subset is not None:
         tokens = tokens[subset]
     queries = encode_queries(method, tokens, batch_size, device, amp)
-    on_device = {k: v.to(device) for k, v in queries.items()}, {k: v.to(device) for k, v in gallery.items()}
+    queries, gallery_on = {k: v.to(device) for k, v in queries.items()}, {k: v.to(device) for k, v in gallery.items()}
     n_text = len(split.captions) if subset is None else len(subset)
-    scores = check_scores(method.score(*on_device).float().cpu(), n_text, split.num_videos, name)
+    short = method.shortlist(queries, gallery_on) if cheap else None
+    if short is not None:
+        first, k = short
+        cand = top_candidates(first, k)
+        raw = merge(first, method.score_candidates(queries, gallery_on, cand), cand)
+    else:
+        raw = method.score(queries, gallery_on)
+    scores = check_scores(raw.float().cpu(), n_text, split.num_videos, name)
     method.train(was_training)
     caption_video = split.caption_video if subset is None else split.caption_video[subset]
     metrics = retrieval_metrics(scores, caption_video, split.group_id, split.variant)
@@ -137,6 +152,11 @@ def write_results(evaluation: Evaluation, split: SplitData, out_dir: Path, extra
         ignore_index=True,
     )
     resultfiles.write_parquet(ranks, out_dir / "ranks.parquet")
+    outcomes = {"query": np.zeros(0, np.int64), "negative": np.zeros(0, object), "outcome": np.zeros(0)}
+    if (split.group_id >= 0).all():  # the comparisons behind the pairwise accuracies, one row each
+        outcomes = pairwise_outcomes(evaluation.scores, caption_video, split.group_id, split.variant)
+        outcomes["query"] = rows[outcomes["query"]]
+    resultfiles.write_parquet(pd.DataFrame(outcomes), out_dir / "pairwise.parquet")
     resultfiles.write_json(out_dir / "metrics.json", {**extra, **evaluation.metrics})
 
 
@@ -149,7 +169,9 @@ def evaluate_checkpoint(
     out_dir: str | Path,
     split: str = "test",
 ) -> dict[str, Any]:
-    """Evaluate ``model.pt`` on ``split``; writes ``metrics.json`` and ``ranks.parquet`` under ``out_dir``."""
+    """Evaluate ``model.pt`` on ``split``; writes ``metrics.json``, ``ranks.parquet`` (and ``pairwise.parquet``) under
+    ``out_dir``. On ``val`` a pair method is scored as training validated it (``shortlist``), so the val numbers are
+    the ones model selection saw."""
     torch.set_num_threads(config["train"]["threads"])
     device = pick_device(config["train"]["device"])
     setup = load_trained(config, method_name, seed, data_dir, model_path)
@@ -164,6 +186,7 @@ def evaluate_checkpoint(
         device,
         method_name,
         amp=config["train"]["amp"],
+        shortlist=split == "val",
     )
     extra = {
         "method": method_name,

@@ -165,6 +165,11 @@ class PairMethod(RetrievalMethod):
         embedding, e.g. a residual dual-encoder cosine): what the model-based part itself knows. [n_text, k]."""
         return self.score_candidates(queries, gallery, candidates)
 
+    def shortlist(self, queries: Features, gallery: Features) -> tuple[Tensor, int] | None:
+        """Cheap scores of every video [n_text, n_video] from an embedding the method carries (e.g. its warm-start
+        first stage) and a depth k: validation then re-scores only each caption's top k. None: no such scores."""
+        return None
+
     def score(self, queries: Features, gallery: Features) -> Tensor:
         n_text, n_video = next(iter(queries.values())).shape[0], next(iter(gallery.values())).shape[0]
         device = next(iter(gallery.values())).device

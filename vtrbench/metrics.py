@@ -287,7 +287,9 @@ def pairwise_accuracy(
     return _pairwise(s, cv, group_id, variant)
 
 
-def _pairwise(s: torch.Tensor, cv: torch.Tensor, group_id: Any, variant: Any) -> dict[str, dict[str, float]]:
+def _pairwise_rows(s: torch.Tensor, cv: torch.Tensor, group_id: Any, variant: Any) -> tuple[list, list, list, set]:
+    """Every hard-negative comparison (caption index, negative variant, outcome 1 / 0.5 / 0) and the variants met
+    (a variant whose videos have no caption has no comparison, but is reported with a NaN accuracy)."""
     n_video = s.shape[1]
     gid = np.asarray(group_id.detach().cpu() if isinstance(group_id, torch.Tensor) else group_id)
     var = np.asarray(variant, dtype=object)
@@ -299,8 +301,7 @@ def _pairwise(s: torch.Tensor, cv: torch.Tensor, group_id: Any, variant: Any) ->
     captions_of: list[list[int]] = [[] for _ in range(n_video)]  # video -> its caption indices
     for c, v in enumerate(cv.tolist()):
         captions_of[v].append(c)
-    correct: dict[str, float] = {}
-    count: dict[str, int] = {}
+    queries, kinds, outcomes, seen = [], [], [], set()
     for g in np.unique(gid[gid >= 0]).tolist():
         members = np.flatnonzero(gid == g).tolist()
         originals = [v for v in members if var[v] == _ORIGINAL]
@@ -310,13 +311,44 @@ def _pairwise(s: torch.Tensor, cv: torch.Tensor, group_id: Any, variant: Any) ->
         for n in members:
             if n == o:
                 continue
-            name = str(var[n])
+            seen.add(str(var[n]))
             for true, false in ((o, n), (n, o)):  # captions of the original, then captions of the negative
                 rows = torch.as_tensor(captions_of[true], dtype=torch.int64, device=s.device)
                 s_true, s_false = s[rows, true], s[rows, false]  # [n_captions(true)]
-                hits = (s_true > s_false).sum() + 0.5 * (s_true == s_false).sum()
-                correct[name] = correct.get(name, 0.0) + float(hits)
-                count[name] = count.get(name, 0) + len(captions_of[true])
+                outcome = (s_true > s_false).double() + 0.5 * (s_true == s_false).double()
+                queries += captions_of[true]
+                kinds += [str(var[n])] * len(captions_of[true])
+                outcomes += outcome.tolist()
+    return queries, kinds, outcomes, seen
+
+
+def pairwise_outcomes(
+    scores: ArrayLike, caption_video: ArrayLike, group_id: ArrayLike, variant: Sequence[str] | np.ndarray
+) -> dict[str, np.ndarray]:
+    """The comparisons behind :func:`pairwise_accuracy`, one per row, for paired statistics over queries.
+
+    Returns:
+        ``{"query": caption index, "negative": variant name, "outcome": 1 / 0.5 / 0}`` as arrays of equal length.
+
+    Example:
+        >>> out = pairwise_outcomes(np.array([[0.9, 0.4], [0.5, 0.5]]), np.array([0, 1]), np.array([0, 0]),
+        ...                         ["original", "colour_swap"])
+        >>> out["query"].tolist(), out["outcome"].tolist()
+        ([0, 1], [1.0, 0.5])
+    """
+    s, cv = _check(scores, caption_video)
+    queries, kinds, outcomes, _ = _pairwise_rows(s, cv, group_id, variant)
+    return {"query": np.asarray(queries, dtype=np.int64), "negative": np.asarray(kinds, dtype=object),
+            "outcome": np.asarray(outcomes, dtype=np.float64)}  # fmt: skip
+
+
+def _pairwise(s: torch.Tensor, cv: torch.Tensor, group_id: Any, variant: Any) -> dict[str, dict[str, float]]:
+    _, kinds, outcomes, seen = _pairwise_rows(s, cv, group_id, variant)
+    correct: dict[str, float] = dict.fromkeys(seen, 0.0)
+    count: dict[str, int] = dict.fromkeys(seen, 0)
+    for kind, outcome in zip(kinds, outcomes, strict=True):
+        correct[kind] = correct.get(kind, 0.0) + outcome
+        count[kind] = count.get(kind, 0) + 1
     out = {}
     for name in sorted(count):
         accuracy = 100.0 * correct[name] / count[name] if count[name] else float("nan")

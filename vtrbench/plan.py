@@ -79,6 +79,17 @@ def run_unit(config: dict[str, Any], name: str) -> Unit:
     return make_unit("runs", name, run_config(config, name))
 
 
+def longer(config: dict[str, Any], factor: int) -> dict[str, Any]:
+    """The config with ``factor`` x every budget: ``train.steps`` and each method's own ``steps`` option (the
+    convention for a method that overrides the budget, e.g. a warm-started cross-encoder). Same schedule shape."""
+    out = copy.deepcopy(config)
+    out["train"]["steps"] *= factor
+    for entry in out["methods"].values():
+        if isinstance(entry.get("steps"), int):
+            entry["steps"] *= factor
+    return out
+
+
 def measurement_unit(config: dict[str, Any], section: str, name: str) -> Unit:
     """A latency or throughput measurement of method ``name``: its run's config plus the benchmark's settings."""
     key = {"latency": "latency", "throughput": "throughput"}[section]

@@ -38,7 +38,7 @@ def summarize_runs(runs: pd.DataFrame) -> pd.DataFrame:
     summary = grouped[numeric].agg(["mean", "std"])
     summary.columns = [f"{col}_{stat}" for col, stat in summary.columns]
     summary.insert(0, "seeds", grouped["seed"].nunique())
-    for col in ("kind", "method_class"):
+    for col in ("kind", "method_class", "rerank_first", "rerank_second"):  # labels, the same for every seed
         if col in runs:
             summary.insert(0, col, grouped[col].first())
     return summary.reset_index()
@@ -54,9 +54,10 @@ def aggregate(
     out_dir: str | Path,
     logs: list[str | Path] | None = None,
     rerank_sweeps: list[str | Path] | None = None,
+    convergence: str | Path | None = None,
 ) -> dict[str, pd.DataFrame]:
     """The tables above under ``out_dir``; ``logs``: the runs' train/val logs; ``rerank_sweeps``: the re-rankers'
-    rerank_sweep.csv files."""
+    rerank_sweep.csv files; ``convergence``: the budget test's table, whose flags summary.csv carries."""
     out_dir = Path(out_dir)
     if not metrics_files:
         raise FileNotFoundError("no metrics.json files given: run the evaluate step first")
@@ -74,9 +75,15 @@ def aggregate(
             curves.append(val.assign(method=row["method"], seed=row["seed"]))
         rows.append(row)
     runs = pd.DataFrame(rows)
+    summary = summarize_runs(runs)
+    if convergence is not None:
+        flags = resultfiles.read_csv(convergence, ("method", "gain", "ci_low", "ci_high", "still_improving"))
+        flags = flags.rename(columns={c: f"plateau_{c}" for c in ("gain", "ci_low", "ci_high", "steps_long")})
+        keep = ["method", "still_improving", "plateau_gain", "plateau_ci_low", "plateau_ci_high", "plateau_steps_long"]
+        summary = summary.merge(flags[[c for c in keep if c in flags]], on="method", how="left")
     tables = {
         "runs": runs,
-        "summary": summarize_runs(runs),
+        "summary": summary,
         "curves": _stack(curves, ["method", "seed", "step", "train_seconds", "val"]),
         "train_curves": _stack(losses, ["method", "seed", "step", "loss", "train_seconds"]),
         "rerank_sweep": _stack(

@@ -1,78 +1,137 @@
-"""The report's Findings: plain sentences computed from the aggregated tables, never typed in by hand."""
+"""The report's Findings: plain sentences computed from the aggregated tables, never typed in by hand.
+
+A sentence says "A beats B" only when the paired 95 % interval of ``comparisons.csv`` (hierarchical bootstrap over
+seeds and test queries, ``vtrbench.report.compare``) excludes 0; otherwise it says the difference is not resolved
+with the seeds there are. A method the budget test found still improving (``still_improving`` in summary.csv) is
+named as such wherever a finding ranks it, so no claim reads "design A is better" when it may be "A learns faster".
+"""
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 
+from vtrbench.report.compare import verdict
 from vtrbench.report.text import fmt, mean_std, pairwise_columns, query_subset
 
 
-def _gap_text(best: pd.Series, second: pd.Series, column: str, higher: bool = True) -> str:
-    a, b = best[f"{column}_mean"], second[f"{column}_mean"]
-    sa, sb = best.get(f"{column}_std"), second.get(f"{column}_std")
-    gap = (a - b) if higher else (b - a)
-    if pd.isna(sa) or pd.isna(sb) or min(best["seeds"], second["seeds"]) < 2:
-        return f"ahead of {second['method']} by {fmt(gap)}; one seed only, so the seed spread is unknown"
-    noise = math.hypot(sa, sb)
-    verdict = "within seed noise" if gap <= noise else "larger than the seed spread"
-    return f"ahead of {second['method']} by {fmt(gap)} (combined std {fmt(noise)}: {verdict})"
+def _pair(comparisons: pd.DataFrame | None, a: str, b: str, metric: str) -> pd.Series | None:
+    """The comparison row of (a, b) on ``metric``, oriented as a vs b (None when it was not computed)."""
+    if comparisons is None or comparisons.empty:
+        return None
+    rows = comparisons[(comparisons.metric == metric)]
+    hit = rows[(rows.method_a == a) & (rows.method_b == b)]
+    if len(hit):
+        return hit.iloc[0]
+    hit = rows[(rows.method_a == b) & (rows.method_b == a)]
+    if not len(hit):
+        return None
+    row = hit.iloc[0].copy()
+    row["method_a"], row["method_b"] = a, b
+    row["diff"], row["ci_low"], row["ci_high"] = -row["diff"], -row["ci_high"], -row["ci_low"]
+    return row
 
 
-def _best(summary: pd.DataFrame, column: str, higher: bool = True) -> str | None:
+def _versus(comparisons: pd.DataFrame | None, a: str, b: str, metric: str) -> str:
+    row = _pair(comparisons, a, b, metric)
+    return "no paired test available" if row is None else verdict(row)
+
+
+def _still(summary: pd.DataFrame, method: str) -> str:
+    """' (still improving: ...)' for a method the budget test flagged; '' otherwise."""
+    if "still_improving" not in summary:
+        return ""
+    row = summary[summary.method == method]
+    if not len(row) or not still_improving(row.iloc[0]):
+        return ""
+    gain = row["plateau_gain"].iloc[0]
+    return f" (still improving at this budget: {fmt(gain)} more val R@1 with a longer run)"
+
+
+def still_improving(row: pd.Series) -> bool:
+    """The budget test's flag of a summary row (False when the method was not tested)."""
+    flag = row.get("still_improving")
+    return bool(flag) if flag is not None and not pd.isna(flag) and str(flag) != "False" else False
+
+
+def _best(summary: pd.DataFrame, column: str, comparisons: pd.DataFrame | None, metric: str | None) -> str | None:
     col = f"{column}_mean"
     if col not in summary or summary[col].isna().all():
         return None
-    ranked = summary.dropna(subset=[col]).sort_values(col, ascending=not higher)
+    ranked = summary.dropna(subset=[col]).sort_values(col, ascending=False)
     best = ranked.iloc[0]
-    ties = ranked[ranked[col] == best[col]]["method"].tolist()
-    value = mean_std(best, column)
-    if len(ties) > 1:
-        return f"{', '.join(ties)} tie at {value}"
-    text = f"{best['method']} ({value})"
-    return text if len(ranked) < 2 else f"{text}, {_gap_text(best, ranked.iloc[1], column, higher)}"
+    text = f"{best['method']} ({mean_std(best, column)}){_still(summary, best['method'])}"
+    if len(ranked) < 2:
+        return text
+    second = ranked.iloc[1]
+    if metric is None:
+        return f"{text}, then {second['method']} ({mean_std(second, column)}); no paired test for this metric"
+    return f"{text}; against {second['method']}: {_versus(comparisons, best['method'], second['method'], metric)}"
 
 
-def _model_based_verdict(summary: pd.DataFrame, latency_ms: dict[str, float]) -> list[str]:
-    """Say plainly whether the model-based side (pair scorers) buys accuracy here, and at what query cost."""
+def _model_based(summary: pd.DataFrame, latency_ms: dict[str, float], comparisons: pd.DataFrame | None) -> list[str]:
+    """Does the model-based side beat the embedding method it starts from, and the best embedding method?"""
     if "kind" not in summary or "t2v_R@1_mean" not in summary:
         return []
-    pair = summary[summary["kind"] == "pair"].sort_values("t2v_R@1_mean", ascending=False)
-    embedding = summary[summary["kind"] == "embedding"].sort_values("t2v_R@1_mean", ascending=False)
-    if pair.empty or embedding.empty:
-        return []
-    p, e = pair.iloc[0], embedding.iloc[0]
-    wins = p["t2v_R@1_mean"] > e["t2v_R@1_mean"]
-    cost = ""
-    if p["method"] in latency_ms and e["method"] in latency_ms and latency_ms[e["method"]] > 0:
-        cost = f", at {fmt(latency_ms[p['method']] / latency_ms[e['method']], 0)}x its query latency"
-    verdict = "is" if wins else "is NOT"
-    return [
-        f"The model-based side {verdict} the most accurate here: its best, {p['method']} "
-        f"(text→video R@1 {mean_std(p, 't2v_R@1')}), against the best embedding method {e['method']} "
-        f"({mean_std(e, 't2v_R@1')}){cost}."
-    ]
-
-
-def findings(summary: pd.DataFrame, latency_ms: dict[str, float], frontier: list[str]) -> list[str]:
-    """Plain sentences computed from the tables: who is best on what, what it costs, whether gaps exceed noise."""
     out = []
-    if best := _best(summary, "t2v_R@1"):
+    embedding = summary[summary["kind"] == "embedding"].sort_values("t2v_R@1_mean", ascending=False)
+    best_embedding = embedding.iloc[0]["method"] if len(embedding) else None
+    for _, row in summary[summary["kind"] == "rerank"].iterrows():
+        first = row.get("rerank_first") if isinstance(row.get("rerank_first"), str) else None
+        k, w = row.get("rerank_k_mean"), row.get("rerank_weight_mean")
+        head = (
+            f"Re-ranking {first}'s top k (k = {fmt(k, 0)}, first-stage weight w = {fmt(w, 2)}, chosen on val) with "
+            f"{row.get('rerank_second', 'the pair method')}: text→video R@1 {mean_std(row, 't2v_R@1')}"
+        )
+        parts = [f"against {first} alone: {_versus(comparisons, row['method'], first, 't2v_R@1')}"] if first else []
+        if best_embedding and best_embedding != first:
+            parts.append(f"against {best_embedding}: {_versus(comparisons, row['method'], best_embedding, 't2v_R@1')}")
+        if first in latency_ms and row["method"] in latency_ms and latency_ms[first] > 0:
+            parts.append(f"{fmt(latency_ms[row['method']] / latency_ms[first], 1)}x {first}'s query latency")
+        out.append(f"{head}; {'; '.join(parts)}.")
+        interaction = [c for c in summary.columns if c.startswith("interaction_pairwise_") and c.endswith("_mean")]
+        if interaction:
+            accs = ", ".join(f"{c[len('interaction_pairwise_') : -len('_mean')]} {fmt(row[c])}" for c in interaction)
+            out.append(f"What the joint model alone knows ({row['method']}, fusion score without any first-stage "
+                       f"term, pairwise accuracy %, chance 50): {accs}.")  # fmt: skip
+    pair = summary[summary["kind"] == "pair"]
+    for _, row in pair.iterrows():
+        if best_embedding and best_embedding in latency_ms and row["method"] in latency_ms:
+            ratio = latency_ms[row["method"]] / latency_ms[best_embedding]
+            out.append(
+                f"{row['method']} alone scores every (query, video) pair: {fmt(ratio, 0)}x {best_embedding}'s "
+                f"query latency at the test gallery (R@1 {mean_std(row, 't2v_R@1')} on a caption subset)."
+            )
+    return out
+
+
+def findings(
+    summary: pd.DataFrame,
+    latency_ms: dict[str, float],
+    frontier: list[str],
+    comparisons: pd.DataFrame | None = None,
+) -> list[str]:
+    """Plain sentences: who is best on what (and whether it is resolved), what it costs, who is still improving."""
+    out = []
+    if best := _best(summary, "t2v_R@1", comparisons, "t2v_R@1"):
         out.append(f"Best text→video R@1: {best}.")
-    # A subset-evaluated method ranks each video among its N captions only: an easier video->text task
     subset = summary.apply(query_subset, axis=1).notna() if len(summary) else pd.Series(dtype=bool)
-    if best := _best(summary[~subset], "v2t_R@1"):
+    if best := _best(summary[~subset], "v2t_R@1", comparisons, None):
         left_out = ", ".join(summary.loc[subset, "method"])
         note = f" ({left_out} left out: it ranks each video among a caption subset only)" if left_out else ""
         out.append(f"Best video→text R@1: {best}{note}.")
     for column in pairwise_columns(summary):
-        if best := _best(summary, column):
-            out.append(
-                f"Best at telling the true video from its {column.removeprefix('pairwise_')} twin "
-                f"(pairwise accuracy, chance 50%): {best}."
-            )
-    out.extend(_model_based_verdict(summary, latency_ms))
+        if best := _best(summary, column, comparisons, column):
+            kind = column.removeprefix("pairwise_")
+            out.append(f"Best at telling the true video from its {kind} twin (pairwise accuracy, chance 50%): {best}.")
+    out.extend(_model_based(summary, latency_ms, comparisons))
+    if "still_improving" in summary:
+        flagged = [m for m in summary.method if _still(summary, m)]
+        tested = summary["still_improving"].notna().sum()
+        out.append(
+            f"Budget test ({tested} methods, a longer run on val): "
+            + (f"still improving at this budget: {', '.join(flagged)}; rankings among them may change with more steps."
+               if flagged else "every tested method is at its plateau at this budget.")
+        )  # fmt: skip
     if "gallery_floats_per_video_mean" in summary:
         cheapest = summary.sort_values("gallery_floats_per_video_mean").iloc[0]
         out.append(
@@ -85,7 +144,7 @@ def findings(summary: pd.DataFrame, latency_ms: dict[str, float], frontier: list
             f"Cheapest per text query: {method} ({fmt(latency_ms[method], 3)} ms online at the test gallery size)."
         )
     else:
-        out.append("Query latency was not measured in this run (no results/tables/latency.csv).")
+        out.append("Query latency was not measured in this run (no latency table).")
     if "train_clips_per_s_mean" in summary and summary["train_clips_per_s_mean"].notna().any():
         fastest = summary.sort_values("train_clips_per_s_mean", ascending=False).iloc[0]
         out.append(f"Fastest training: {fastest['method']} ({mean_std(fastest, 'train_clips_per_s', 0)} clips/s).")

@@ -58,6 +58,8 @@ def headline_rows(summary: pd.DataFrame, latency_ms: dict[str, float] | None = N
             {
                 "method": row["method"],
                 "subset": query_subset(row),
+                "still": findings_lib.still_improving(row),
+                "gain": fmt(row.get("plateau_gain")),
                 "kind": row.get("kind", ""),
                 "seeds": int(row["seeds"]),
                 "cells": [mean_std(row, col) for col, _ in HEADLINE] + [mean_std(row, col, 0) for col in pairwise],
@@ -201,6 +203,9 @@ def render_report(inputs: ReportInputs, out: str | Path, config: dict[str, Any],
     curves, train_curves = inputs.table("curves.csv"), inputs.table("train_curves.csv")
     _figure(figures, figures_dir, "training_curves", plots.training_curves(curves, train_curves, palette), "curves")
 
+    comparisons = inputs.table("comparisons.csv")
+    _figure(figures, figures_dir, "comparisons", plots.comparison_matrix(comparisons, methods), "paired comparisons")
+    frontier = cost[cost["pareto"].astype(bool)]["method"].tolist()
     rows, columns = headline_rows(summary, latency_ms)
     key = protocol_key(config)
     comparable = not ledger.empty and ledger["comparable_to"].eq(key).any()
@@ -213,7 +218,7 @@ def render_report(inputs: ReportInputs, out: str | Path, config: dict[str, Any],
         rows=rows,
         columns=columns,
         full_columns=[c.replace("_", " ") for c in FULL],
-        findings=findings_lib.findings(summary, latency_ms, cost[cost["pareto"].astype(bool)]["method"].tolist()),
+        findings=findings_lib.findings(summary, latency_ms, frontier, comparisons if not comparisons.empty else None),
         figures=figures,
         cost_axis=xlabel,
         latency=table(latency_matrix(latency)),
@@ -232,6 +237,8 @@ def render_report(inputs: ReportInputs, out: str | Path, config: dict[str, Any],
         manifest=manifest,
         info=info,
         steps=table(info["steps"], 1),
+        convergence=table(inputs.table("convergence.csv")),
+        comparisons=table(comparisons[comparisons.metric == "t2v_R@1"], 2) if not comparisons.empty else None,
         config=yaml.safe_dump(config, sort_keys=False),
     )
     resultfiles.write_text(out, html)

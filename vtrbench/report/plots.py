@@ -257,3 +257,32 @@ def training_curves(val_logs: pd.DataFrame, train_logs: pd.DataFrame, palette: d
     fig.tight_layout()
     _figure_legend(fig, axes[0], "method")
     return fig
+
+
+def comparison_matrix(comparisons: pd.DataFrame, methods: list[str], metric: str = "t2v_R@1") -> plt.Figure | None:
+    """Row method minus column method on ``metric`` (points), with the paired 95% interval in each cell; a cell is
+    coloured only when the interval excludes 0 (green: the row wins, red: the column wins), grey otherwise."""
+    rows = comparisons[comparisons.metric == metric] if not comparisons.empty else comparisons
+    if rows.empty:
+        return None
+    names = [m for m in methods if m in set(rows.method_a) | set(rows.method_b)]
+    n = len(names)
+    diff, text = np.full((n, n), np.nan), [["" for _ in names] for _ in names]
+    for _, r in rows.iterrows():
+        i, j = names.index(r.method_a), names.index(r.method_b)
+        for a, b, sign in ((i, j, 1), (j, i, -1)):
+            low, high = sorted((sign * r.ci_low, sign * r.ci_high))
+            resolved = low > 0 or high < 0
+            diff[a, b] = sign * r["diff"] if resolved else 0.0
+            text[a][b] = f"{sign * r['diff']:+.1f}\n[{low:+.1f}, {high:+.1f}]"
+    fig, ax = plt.subplots(figsize=(1.15 * n + 2.5, 0.9 * n + 1.5))
+    bound = max(np.nanmax(np.abs(diff)), 1.0)
+    ax.imshow(np.ma.masked_invalid(diff), cmap="RdYlGn", vmin=-bound, vmax=bound)
+    for a in range(n):
+        for b in range(n):
+            ax.text(b, a, text[a][b], ha="center", va="center", fontsize=6.5)
+    ax.set_xticks(range(n), labels=names, rotation=40, ha="right", fontsize=8)
+    ax.set_yticks(range(n), labels=names, fontsize=8)
+    ax.grid(False)
+    ax.set_title(f"{metric.replace('_', ' ')}: row minus column (points), 95% paired interval; grey = not resolved")
+    return fig

@@ -34,6 +34,8 @@ RUNS = {m: plan.run_unit(config, m) for m in METHODS}
 SWEEP = config["sweep"]
 SWEEP_CONFIGS = dict(sweep_lib.sweep_points(config)) if SWEEP["method"] in config["methods"] else {}
 RUNS.update({name: plan.run_unit(cfg, name) for name, cfg in SWEEP_CONFIGS.items()})
+PLATEAU = config["plateau"]
+LONG = {m: plan.run_unit(plan.longer(config, PLATEAU["factor"]), m) for m in TRAINED}  # the budget test's runs
 RUN_DATA = {name: DATA for name in METHODS}  # the prepared dataset each run reads
 RUN_DATA.update({name: plan.dataset_unit(cfg) for name, cfg in SWEEP_CONFIGS.items()})
 LATENCY = {m: plan.measurement_unit(config, "latency", m) for m in TRAINED + RERANK}
@@ -42,7 +44,8 @@ LOSSES = plan.loss_level_unit(config)
 REPORT = plan.make_unit("report", "report", {k: v for k, v in config.items() if k != "run_name"})
 UNITS = {
     (u.section, u.name, u.fp): u
-    for u in [DATA, *RUN_DATA.values(), *RUNS.values(), *LATENCY.values(), *THROUGHPUT.values(), LOSSES, REPORT]
+    for u in [DATA, *RUN_DATA.values(), *RUNS.values(), *LONG.values(), *LATENCY.values(), *THROUGHPUT.values()]
+    + [LOSSES, REPORT]
 }
 
 
@@ -58,17 +61,21 @@ def unit_json(wildcards):
     return shlex.quote(json.dumps(plan.full_config(unit.config, config["run_name"]), sort_keys=True))
 
 
-def unit_config(units):
-    """An input function: the config.json of the unit ``units[wildcards.name]``."""
+def run_unit(wildcards):
+    """The run unit the wildcards name (a main run, a budget test's longer run or a sweep point)."""
+    unit = UNITS.get(("runs", wildcards.name, wildcards.fp))
+    if unit is None:
+        raise WorkflowError(f"{ROOT}/runs/{wildcards.name}/{wildcards.fp}: not a run of this config")
+    return unit
 
-    def path(wildcards):
-        return f"{folder(units[wildcards.name])}/config.json"
 
-    return path
+def run_dir(name, seed, unit=None):
+    return f"{folder(unit or RUNS[name])}/seed{seed}"
 
 
-def run_dir(name, seed):
-    return f"{folder(RUNS[name])}/seed{seed}"
+def stage_dir(wildcards, stage):
+    """The same-seed run folder of ``stage`` as the run ``wildcards`` depends on it (its own stage config)."""
+    return run_dir(stage, wildcards.seed, plan.run_unit(run_unit(wildcards).config, stage))
 
 
 def data_manifest(wildcards):
@@ -78,8 +85,8 @@ def data_manifest(wildcards):
 
 def init_checkpoint(wildcards):
     """The model.pt a warm-started method (option init_from) starts from, for the same seed; [] otherwise."""
-    source = config["methods"].get(wildcards.name, {}).get("init_from")
-    return [f"{run_dir(source, wildcards.seed)}/model.pt"] if source else []
+    source = run_unit(wildcards).config["methods"][wildcards.name].get("init_from")
+    return [f"{stage_dir(wildcards, source)}/model.pt"] if source else []
 
 
 def stage_models(name, seed):
@@ -95,7 +102,7 @@ def rerank_stage(which):
 
     def path(wildcards):
         opts = options_of(config["methods"][wildcards.name])
-        return f"{run_dir(getattr(opts, which), wildcards.seed)}/model.pt"
+        return f"{stage_dir(wildcards, getattr(opts, which))}/model.pt"
 
     return path
 
@@ -150,6 +157,16 @@ def rerank_sweeps():
     return [f"{run_dir(m, s)}/rerank_sweep.csv" for m in RERANK for s in SEEDS]
 
 
+def test_runs():
+    """(method, run folder) of every run with per-query test ranks (trained and re-ranked; not external)."""
+    return [(m, run_dir(m, s)) for m in TRAINED + RERANK for s in SEEDS]
+
+
+def budget_tests():
+    """(method, val folder of the run, val folder of its longer run) per method and plateau seed."""
+    return [(m, f"{run_dir(m, s)}/val", f"{run_dir(m, s, LONG[m])}/val") for m in TRAINED for s in PLATEAU["seeds"]]
+
+
 def latency_files():
     """latency.csv of every method: measured by the latency rule, or written by an external method's rule."""
     measured = [f"{folder(LATENCY[m])}/seed{LATENCY_SEED}/latency.csv" for m in TRAINED + RERANK]
@@ -178,7 +195,12 @@ def get_sweep_output():
     return [f"{ROOT}/tables/frame_sweep.csv", f"{ROOT}/tables/sweep_curves.csv"]
 
 
+def get_plateau_output():
+    return [f"{ROOT}/tables/convergence.csv"]
+
+
 OPTIONAL_TABLES = {  # config section whose `enabled` puts these tables in the report
+    "plateau": get_plateau_output,
     "latency": get_latency_output,
     "throughput": get_throughput_output,
     "sweep": get_sweep_output,
@@ -187,7 +209,7 @@ OPTIONAL_TABLES = {  # config section whose `enabled` puts these tables in the r
 
 def report_tables(wildcards):
     """The tables the report renders: the aggregate's, and each enabled optional step's (nothing else)."""
-    tables = [f"{ROOT}/tables/{t}.csv" for t in ("summary", "runs", "curves", "train_curves")]
+    tables = [f"{ROOT}/tables/{t}.csv" for t in ("summary", "runs", "curves", "train_curves", "comparisons")]
     tables += [f"{ROOT}/tables/rerank_sweep.csv"] if RERANK else []
     for section, outputs in OPTIONAL_TABLES.items():
         if config[section]["enabled"]:

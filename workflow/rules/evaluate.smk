@@ -1,11 +1,12 @@
 rule evaluate:
     input:
-        cfg=unit_config(RUNS),
+        cfg=f"{ROOT}/runs/{{name}}/{{fp}}/config.json",
         manifest=data_manifest,
         model=rules.train.output.model,
     output:
         metrics=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/metrics.json",
         ranks=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/ranks.parquet",
+        pairwise=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/pairwise.parquet",
     params:
         data=input_dir("manifest"),
         out=output_dir("metrics"),
@@ -27,16 +28,43 @@ rule evaluate:
         "--data {params.data} --model {input.model} --out {params.out} > {log} 2>&1"
 
 
+# The val split as model selection saw it (the budget test of vtrbench/report/convergence.py reads it).
+rule evaluate_val:
+    input:
+        cfg=f"{ROOT}/runs/{{name}}/{{fp}}/config.json",
+        manifest=data_manifest,
+        model=rules.train.output.model,
+    output:
+        metrics=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/val/metrics.json",
+        ranks=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/val/ranks.parquet",
+    params:
+        data=input_dir("manifest"),
+        out=output_dir("metrics"),
+    wildcard_constraints:
+        name="|".join(TRAINED) or "^$",
+    threads: 1
+    log:
+        f"{ROOT}/logs/evaluate_val/{{name}}-{{fp}}-seed{{seed}}.log",
+    message:
+        "Evaluating {wildcards.name} (seed {wildcards.seed}) on the val split"
+    conda:
+        "../envs/vtrbench.yaml"
+    shell:
+        "python -m vtrbench.cli evaluate --config {input.cfg} --method {wildcards.name} --seed {wildcards.seed} "
+        "--data {params.data} --model {input.model} --out {params.out} --split val > {log} 2>&1"
+
+
 # Two-stage retrieval (vtrbench/rerank.py): depth and weight chosen on val, evaluated on test.
 rule rerank:
     input:
-        cfg=unit_config(RUNS),
+        cfg=f"{ROOT}/runs/{{name}}/{{fp}}/config.json",
         manifest=data_manifest,
         first=rerank_stage("first"),
         second=rerank_stage("second"),
     output:
         metrics=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/metrics.json",
         ranks=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/ranks.parquet",
+        pairwise=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/pairwise.parquet",
         sweep=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/rerank_sweep.csv",
     params:
         data=input_dir("manifest"),

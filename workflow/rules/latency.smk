@@ -3,7 +3,7 @@
 
 rule latency:
     input:
-        cfg=unit_config(LATENCY),
+        cfg=f"{ROOT}/latency/{{name}}/{{fp}}/config.json",
         manifest=f"{folder(DATA)}/manifest.json",
         models=lambda w: stage_models(w.name, w.seed),
     output:

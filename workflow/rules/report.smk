@@ -3,6 +3,7 @@ rule aggregate:
         metrics=metrics_files(),
         logs=run_logs(),
         sweeps=rerank_sweeps(),
+        convergence=get_plateau_output() if PLATEAU["enabled"] else [],
     output:
         runs=f"{ROOT}/tables/runs.csv",
         summary=report(
@@ -17,6 +18,7 @@ rule aggregate:
     params:
         tables=output_dir("runs"),
         sweeps=lambda w, input: f"--rerank-sweeps {' '.join(input.sweeps)}" if input.sweeps else "",
+        convergence=lambda w, input: f"--convergence {input.convergence}" if input.convergence else "",
     log:
         f"{ROOT}/logs/aggregate.log",
     benchmark:
@@ -27,7 +29,49 @@ rule aggregate:
         "../envs/vtrbench.yaml"
     shell:
         "python -m vtrbench.cli aggregate --metrics {input.metrics} --logs {input.logs} {params.sweeps} "
-        "--out {params.tables} > {log} 2>&1"
+        "{params.convergence} --out {params.tables} > {log} 2>&1"
+
+
+# Paired statistics over seeds and test queries for every pair of methods (vtrbench/report/compare.py).
+rule compare:
+    input:
+        ranks=[f"{d}/{f}.parquet" for _, d in test_runs() for f in ("ranks", "pairwise")],
+    output:
+        table=f"{ROOT}/tables/comparisons.csv",
+    params:
+        methods=[m for m, _ in test_runs()],
+        runs=[d for _, d in test_runs()],
+    log:
+        f"{ROOT}/logs/compare.log",
+    message:
+        "Paired comparisons of the methods (hierarchical bootstrap over seeds and queries)"
+    conda:
+        "../envs/vtrbench.yaml"
+    shell:
+        "python -m vtrbench.cli compare --methods {params.methods} --runs {params.runs} --out {output.table} "
+        "> {log} 2>&1"
+
+
+# The budget test: each trained method at factor x its steps, on plateau.seeds, compared on val.
+rule convergence:
+    input:
+        short=[f"{s}/ranks.parquet" for _, s, _ in budget_tests()],
+        long=[f"{lg}/ranks.parquet" for _, _, lg in budget_tests()],
+    output:
+        table=f"{ROOT}/tables/convergence.csv",
+    params:
+        methods=[m for m, _, _ in budget_tests()],
+        short=[s for _, s, _ in budget_tests()],
+        long=[lg for _, _, lg in budget_tests()],
+    log:
+        f"{ROOT}/logs/convergence.log",
+    message:
+        "Budget test: is every method at its plateau?"
+    conda:
+        "../envs/vtrbench.yaml"
+    shell:
+        "python -m vtrbench.cli convergence --methods {params.methods} --short {params.short} --long {params.long} "
+        "--out {output.table} > {log} 2>&1"
 
 
 rule report:

@@ -6,7 +6,7 @@
 
 rule throughput:
     input:
-        cfg=unit_config(THROUGHPUT),
+        cfg=f"{ROOT}/throughput/{{name}}/{{fp}}/config.json",
         manifest=f"{folder(DATA)}/manifest.json",
     output:
         raw=f"{ROOT}/throughput/{{name}}/{{fp}}/throughput.csv",

@@ -1,6 +1,6 @@
 rule train:
     input:
-        cfg=unit_config(RUNS),
+        cfg=f"{ROOT}/runs/{{name}}/{{fp}}/config.json",
         manifest=data_manifest,
         init=init_checkpoint,
     output:
