@@ -65,7 +65,7 @@ class CrossEncoderOptions:
     val_k: int = 20  # validation re-scores the first stage's top val_k of every val caption
     eval_queries: int | None = 100  # test: a fixed seeded caption subset scored against the full gallery
     max_text_tokens: int = 64  # query token features are padded to this length so batches concatenate
-    pair_chunk: int = 128  # (query, video) pairs per fusion pass (measured: README "Cross-encoder")
+    pair_chunk: int = 64  # (query, video) pairs per fusion pass (64-128 fastest here: README "Cross-encoder")
 
     def __post_init__(self) -> None:
         if self.video_tokens not in ("pooled", "patches"):
@@ -96,17 +96,17 @@ class FusionLayer(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor | None, queries: int | None = None) -> Tensor:
         P, T, D = x.shape
-        Q = T if queries is None else queries
+        Q, H = (T if queries is None else queries), self.heads
         h = self.norm1(x)
         w, b = self.qkv.weight, self.qkv.bias
-        q = F.linear(h[:, :Q], w[:D], b[:D])  # [P, Q, D]
-        k, v = F.linear(h, w[D:], b[D:]).chunk(2, dim=-1)  # [P, T, D] each
-
-        def split(t: Tensor) -> Tensor:
-            return t.view(P, t.shape[1], self.heads, D // self.heads).transpose(1, 2)  # [P, H, *, D/H]
-
-        attn_mask = None if mask is None else mask[:, None, None, :]  # [P, 1, 1, T]
-        a = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=attn_mask)  # [P, H, Q, D/H]
+        q = F.linear(h[:, :Q], w[:D], b[:D]).view(P, Q, H, D // H).transpose(1, 2)  # [P, H, Q, D/H]
+        kv = F.linear(h, w[D:], b[D:]).view(P, T, 2, H, D // H).permute(2, 0, 3, 1, 4)  # [2, P, H, T, D/H]
+        # attention as two batched matmuls: for these short sequences (T ~ 40) 1.8x faster on CPU than the fused
+        # scaled_dot_product_attention kernel (measured: README "Cross-encoder and re-ranking")
+        logits = torch.matmul(q * (D // H) ** -0.5, kv[0].transpose(-1, -2))  # [P, H, Q, T]
+        if mask is not None:
+            logits = logits.masked_fill(~mask[:, None, None, :], float("-inf"))
+        a = torch.matmul(logits.softmax(-1), kv[1])  # [P, H, Q, D/H]
         y = x[:, :Q] + self.out(a.transpose(1, 2).reshape(P, Q, D))  # [P, Q, D]
         return y + self.mlp(self.norm2(y))
 

@@ -64,6 +64,30 @@ def test_report_loads_in_headless_chromium(chromium, tmp_path):
     assert not [line for line in dom.stderr.splitlines() if CONSOLE.search(line)]
 
 
+# Appended to a copy of the report: the headline table's width against the page, written into the DOM.
+MEASURE = """<script>
+const t = document.getElementById("headline-table");
+const out = document.createElement("pre"); out.id = "measured";
+out.textContent = JSON.stringify({table: t.getBoundingClientRect().right, scroll: t.scrollWidth,
+  client: t.clientWidth, page: document.documentElement.clientWidth, overflow: document.documentElement.scrollWidth});
+document.body.appendChild(out);
+</script>"""
+
+
+def test_headline_table_fits_1300_px_without_horizontal_scrolling(chromium, tmp_path):
+    import json
+
+    html, results = render(tmp_path)
+    page = results / "measured.html"
+    page.write_text(html.replace("</body>", MEASURE + "</body>"))
+    dom = _run(chromium, tmp_path, "--window-size=1300,2400", "--dump-dom", page.resolve().as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    measured = json.loads(re.search(r'<pre id="measured">(.*?)</pre>', dom.stdout).group(1).replace("&quot;", '"'))
+    assert measured["table"] <= measured["page"], measured  # the table ends inside the page
+    assert measured["overflow"] <= measured["page"], measured  # and nothing makes the page scroll sideways
+    assert not [line for line in dom.stderr.splitlines() if CONSOLE.search(line)]
+
+
 def test_console_errors_are_detected(chromium, tmp_path):
     """The check above would see a console error: a page that logs one is caught."""
     page = tmp_path / "bad.html"
