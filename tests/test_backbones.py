@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vtrbench.backbones import BackboneConfig, Backbones, TextEncoderConfig, load_tokenizer
+from vtrbench.backbones import BackboneConfig, Backbones, TextEncoderConfig
 from vtrbench.data.records import load_split
+from vtrbench.pretrained import load_tokenizer
 
 
 def test_vocab_tokenizer_knows_every_caption_word(smoke_data):

@@ -110,8 +110,8 @@ def test_caption_empty_or_only_padding(capsys, smoke_data, tmp_path, caption):
 
 def test_caption_of_unknown_words_is_kept(smoke_data):
     """Out-of-vocabulary words are content ([UNK]), not padding: such a caption is a valid (hard) query."""
-    from vtrbench.backbones import load_tokenizer
     from vtrbench.data.batches import tokenize
+    from vtrbench.pretrained import load_tokenizer
 
     class Cfg:
         pretrained = None

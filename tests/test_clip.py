@@ -32,10 +32,11 @@ from transformers import (
 
 from tests.conftest import REPO, copy_workflow, snakemake_env
 from vtrbench import config as config_lib
-from vtrbench.backbones import CLIP_MEAN, CLIP_STD, BackboneConfig, Backbones, load_tokenizer
+from vtrbench.backbones import BackboneConfig, Backbones
 from vtrbench.cli import main
 from vtrbench.data.batches import tokenize
 from vtrbench.data.records import load_split
+from vtrbench.pretrained import CLIP_MEAN, CLIP_STD, load_tokenizer
 
 PRETRAINED_SIZE = 32  # the tiny CLIP's image_size; the smoke frames are 16 px -> interpolated positions
 PROJECTION = 16  # the tiny CLIP's projection_dim: the width of every CLIP tower output

@@ -67,6 +67,20 @@ def test_a_large_difference_is_resolved_and_the_seed_spread_widens_the_interval(
     assert high2 - low2 > 3 * (high - low)
 
 
+def test_paired_seeds_resolve_a_difference_that_a_shared_seed_effect_hides():
+    """A re-ranker and its first stage share each seed's run: the per-seed difference is what varies."""
+    rng = np.random.default_rng(4)
+    seed_effect = np.array([-0.4, 0.0, 0.4])[:, None]  # seeds differ a lot, the same way for both methods
+    base = rng.random((1, 1000))
+    b = (base < 0.45 + seed_effect).astype(float)
+    a = np.maximum(b, (rng.random((3, 1000)) < 0.08).astype(float))  # A fixes ~8 % of B's misses, every seed
+    _, low_paired, _ = hierarchical_bootstrap(a, b, resamples=500, paired_seeds=True)
+    _, low_independent, _ = hierarchical_bootstrap(a, b, resamples=500)
+    assert low_paired > 0 > low_independent
+    with pytest.raises(ValueError, match="paired seeds"):
+        hierarchical_bootstrap(a, b[:2], paired_seeds=True)
+
+
 def test_p_beats_over_seed_pairs():
     a = np.array([[1.0, 1.0], [0.0, 0.0]])  # seed means 1.0, 0.0
     b = np.array([[0.5, 0.5], [0.0, 0.0]])  # seed means 0.5, 0.0

@@ -11,6 +11,18 @@ from tests.conftest import REPO
 from vtrbench import config
 
 
+def test_shipped_configs_have_their_own_results_root():
+    """Each config file that names a run writes under its own results/{run_name}; overlays (no run_name) add to
+    the config they are given after (e.g. config/plateau.yaml adds the budget test to the default run)."""
+    names = {}
+    for path in sorted((REPO / "config").glob("*.yaml")):
+        run_name = yaml.safe_load(path.read_text()).get("run_name")
+        if path.name != "schema.yaml" and run_name is not None:
+            assert run_name not in names, f"{path.name} and {names.get(run_name)} share run_name {run_name!r}"
+            names[run_name] = path.name
+    assert len(names) >= 6
+
+
 def test_every_shipped_config_validates_and_gets_defaults():
     shipped = sorted(p for p in (REPO / "config").glob("*.yaml") if p.name != "schema.yaml")
     assert len(shipped) >= 6

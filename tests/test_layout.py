@@ -13,7 +13,7 @@ COVERED = ("vtrbench", "vtrbench/data", "vtrbench/report", "baselines", "cret", 
 
 def _layout_paths() -> set[str]:
     readme = (REPO / "README.md").read_text()
-    block = re.search(r"## Layout\n+```\n(.*?)```", readme, flags=re.S).group(1)
+    block = re.search(r"## Layout\n.*?```\n(.*?)```", readme, flags=re.S).group(1)
     paths = set()
     for line in block.splitlines():
         if not line.strip() or line.startswith(" " * 6):  # a continuation of the previous line's description

@@ -20,7 +20,8 @@ from transformers import BertConfig, BertModel, BertTokenizerFast, ViTConfig, Vi
 
 from tests.conftest import REPO
 from vtrbench import config as config_lib
-from vtrbench.backbones import BackboneConfig, Backbones, load_tokenizer
+from vtrbench.backbones import BackboneConfig, Backbones
+from vtrbench.pretrained import load_tokenizer
 from vtrbench.runs import build
 from vtrbench.train import param_groups, train
 

@@ -246,3 +246,14 @@ def test_run_folders_follow_the_fingerprint(smoke_config):
     warm = plan.run_unit(smoke_config, "cross_encoder")
     changed_source = {**smoke_config, "methods": {**smoke_config["methods"], "dual_seq": {"class": "dual_encoder"}}}
     assert plan.run_unit(changed_source, "cross_encoder").fp != warm.fp  # its warm start changed
+
+
+def test_the_budget_tests_longer_runs_scale_every_budget(smoke_config):
+    """plan.longer: train.steps and a method's own steps option (its default when the config leaves it out)."""
+    long = plan.longer(smoke_config, 2)
+    assert long["train"]["steps"] == 2 * smoke_config["train"]["steps"]
+    assert long["methods"]["cross_encoder"]["steps"] == 2 * smoke_config["methods"]["cross_encoder"]["steps"]
+    del smoke_config["methods"]["cross_encoder"]["steps"]
+    assert plan.longer(smoke_config, 3)["methods"]["cross_encoder"]["steps"] == 3000  # the option's default, 1000
+    assert "steps" not in plan.longer(smoke_config, 2)["methods"]["dual_mean"]  # no such option: train.steps only
+    assert plan.run_unit(long, "cross_encoder").fp != plan.run_unit(smoke_config, "cross_encoder").fp

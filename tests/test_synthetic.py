@@ -9,16 +9,8 @@ import numpy as np
 import pytest
 
 from vtrbench.data import synthetic
-from vtrbench.data.synthetic import (
-    COLOURS,
-    RGB,
-    SHAPES,
-    VARIANTS,
-    SyntheticConfig,
-    canonical_caption,
-    generate,
-    vocabulary,
-)
+from vtrbench.data.synthetic import RGB, VARIANTS, SyntheticConfig, generate
+from vtrbench.data.synthetic_grammar import COLOURS, SHAPES, canonical_caption, vocabulary
 
 SMALL = {"train_groups": 20, "val_groups": 6, "test_groups": 20}
 
@@ -142,8 +134,8 @@ def test_every_full_caption_matches_its_pixels(data):
 
 
 def test_caption_counts_vocabulary_and_paraphrases(data):
-    vocab = set(vocabulary(SyntheticConfig()))
-    assert vocabulary(SyntheticConfig()) == sorted(vocab)
+    vocab = set(vocabulary())
+    assert vocabulary() == sorted(vocab)
     assert all(w == w.lower() and w.isalpha() for w in vocab)
     for split, (videos, captions) in data.items():
         per_video = 3 if split == "train" else 1

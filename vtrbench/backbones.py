@@ -25,34 +25,30 @@ CLIP's pooled output is fixed by its pretraining (EOT token / class token), so `
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from transformers import (
-    BertConfig,
-    BertModel,
-    BertTokenizerFast,
-    CLIPConfig,
-    CLIPTextModelWithProjection,
-    CLIPVisionModelWithProjection,
-    PreTrainedTokenizerBase,
-    ViTConfig,
-    ViTModel,
+from transformers import BertConfig, BertModel, ViTConfig, ViTModel
+
+from vtrbench.pretrained import (
+    CLIP_MEAN,
+    CLIP_STD,
+    CLIP_TYPES,
+    FRAME_TYPES,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TEXT_TYPES,
+    CLIPText,
+    CLIPVision,
+    checkpoint_type,
+    image_stats,
+    load_clip_tower,
 )
-from transformers.utils.hub import cached_file
 
 MAX_FRAMES = 64  # learned temporal positions available to the temporal encoder
-TEXT_TYPES = ("bert", "clip", "clip_text_model")  # saved model_type a pretrained text tower can load
-FRAME_TYPES = ("vit", "clip", "clip_vision_model")  # ... and a pretrained frame tower
-CLIP_TYPES = ("clip", "clip_text_model", "clip_vision_model")
-IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]  # DeiT/ViT default
-# CLIP's own normalisation (openai/CLIP clip.py _transform; transformers OPENAI_CLIP_MEAN / _STD)
-CLIP_MEAN, CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
 
 
 @dataclass
@@ -112,18 +108,6 @@ class FrameOutput:
     patches: Tensor  # [B, M, N, Df] (CLIP: projected, same width as pooled)
 
 
-class _CLIPText(CLIPTextModelWithProjection):
-    """CLIP's text tower; a whole-``CLIPModel`` checkpoint also holds the vision tower, which it leaves unread."""
-
-    _keys_to_ignore_on_load_unexpected = (r"^vision_model\.", r"^visual_projection\.", r"^logit_scale$")
-
-
-class _CLIPVision(CLIPVisionModelWithProjection):
-    """CLIP's vision tower; a whole-``CLIPModel`` checkpoint also holds the text tower, which it leaves unread."""
-
-    _keys_to_ignore_on_load_unexpected = (r"^text_model\.", r"^text_projection\.", r"^logit_scale$")
-
-
 class TextEncoder(nn.Module):
     """BERT (or CLIP's text tower) over token ids: the pooled caption feature, the token features, the padding mask.
 
@@ -140,7 +124,7 @@ class TextEncoder(nn.Module):
         model_type = checkpoint_type(cfg.pretrained, key, TEXT_TYPES) if cfg.pretrained else "scratch"
         self.kind = "clip" if model_type in CLIP_TYPES else model_type  # "clip" | "bert" | "scratch"
         if self.kind == "clip":
-            self.clip = _load_clip_tower(_CLIPText, cfg.pretrained, model_type, "text", key)
+            self.clip = load_clip_tower(CLIPText, cfg.pretrained, model_type, "text", key)
             config = self.clip.config
         elif self.kind == "bert":
             self.bert = BertModel.from_pretrained(cfg.pretrained, add_pooling_layer=False)
@@ -197,18 +181,18 @@ class FrameEncoder(nn.Module):
         model_type = checkpoint_type(cfg.pretrained, key, FRAME_TYPES) if cfg.pretrained else "scratch"
         self.kind = "clip" if model_type in CLIP_TYPES else model_type  # "clip" | "vit" | "scratch"
         if self.kind == "clip":
-            self.clip = _load_clip_tower(_CLIPVision, cfg.pretrained, model_type, "vision", key)
+            self.clip = load_clip_tower(CLIPVision, cfg.pretrained, model_type, "vision", key)
             config = self.clip.config
             if image_size % config.patch_size:
                 raise ValueError(
                     f"{key}={cfg.pretrained!r}: its patch size {config.patch_size} must divide the frame resolution "
                     f"dataset.resolution={image_size}"
                 )
-            mean, std, size = _image_stats(cfg.pretrained, CLIP_MEAN, CLIP_STD)
+            mean, std, size = image_stats(cfg.pretrained, CLIP_MEAN, CLIP_STD)
         elif self.kind == "vit":
             self.vit = ViTModel.from_pretrained(cfg.pretrained, add_pooling_layer=False)
             config = self.vit.config
-            mean, std, size = _image_stats(cfg.pretrained, IMAGENET_MEAN, IMAGENET_STD)
+            mean, std, size = image_stats(cfg.pretrained, IMAGENET_MEAN, IMAGENET_STD)
         else:
             _check_heads("model.frame", cfg.hidden, cfg.heads)
             if image_size % cfg.patch_size:
@@ -318,106 +302,6 @@ def _run_once(tower: nn.Module) -> Any:
     return once
 
 
-TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "vocab.txt")  # fast (any), CLIP BPE, BERT WordPiece
-
-
-def load_tokenizer(cfg: TextEncoderConfig, vocab_file: str | Path | None) -> PreTrainedTokenizerBase:
-    """The pretrained encoder's own tokenizer, or a word-level BERT tokenizer over the dataset's vocab.txt."""
-    if cfg.pretrained:
-        from transformers import AutoTokenizer
-
-        checkpoint_type(cfg.pretrained, "model.text.pretrained", TEXT_TYPES)  # the same one-line errors as the tower
-        # transformers 5 builds an *empty* tokenizer from a folder without tokenizer files: refuse it instead
-        if not any(_resolve(cfg.pretrained, name) for name in TOKENIZER_FILES):
-            raise FileNotFoundError(
-                f"model.text.pretrained={cfg.pretrained!r} has no tokenizer ({', '.join(TOKENIZER_FILES)}): save the "
-                "checkpoint's tokenizer to the same folder (tokenizer.save_pretrained)"
-            )
-        return AutoTokenizer.from_pretrained(cfg.pretrained)
-    if vocab_file is None or not Path(vocab_file).is_file():
-        raise FileNotFoundError(
-            f"vocabulary file {vocab_file} not found: a from-scratch text encoder uses the prepared dataset's vocab.txt"
-        )
-    return BertTokenizerFast(vocab=str(vocab_file), do_lower_case=True)  # transformers 5: `vocab`, not `vocab_file`
-
-
-_WRONG_TOWER = {  # why a model_type does not fit a tower
-    "clip_text_model": "a CLIP text model: it has no vision tower",
-    "clip_vision_model": "a CLIP vision model: it has no text tower",
-    "bert": "a text encoder",
-    "vit": "an image encoder",
-}
-
-
-def checkpoint_type(pretrained: str, key: str, allowed: tuple[str, ...]) -> str:
-    """The ``model_type`` of a checkpoint's saved config.json (local folder or hub id), checked against ``allowed``.
-
-    Raises:
-        FileNotFoundError: no config.json there (a missing folder, or a hub id neither cached nor reachable).
-        ValueError: a model_type this tower cannot load (e.g. a CLIP text model given as the frame tower).
-    """
-    saved = _saved_json(pretrained, "config.json")
-    expected = f"a checkpoint written by save_pretrained with model_type {' / '.join(allowed)}"
-    if saved is None:
-        where = "has no config.json" if Path(pretrained).is_dir() else "is neither a folder nor an available hub id"
-        raise FileNotFoundError(f"{key}={pretrained!r} {where}; expected {expected}")
-    model_type = saved.get("model_type")
-    if model_type not in allowed:
-        why = _WRONG_TOWER.get(model_type, "not an encoder this tower supports")
-        raise ValueError(f"{key}={pretrained!r} holds model_type {model_type!r} ({why}); expected {expected}")
-    return model_type
-
-
-def _load_clip_tower(cls: type, pretrained: str, model_type: str, tower: str, key: str) -> nn.Module:
-    """One CLIP tower with its projection, from a whole CLIPModel or a single-tower checkpoint (fp32 weights)."""
-    config = None
-    if model_type == "clip":  # the tower's sub-config lacks CLIPConfig's top-level projection_dim: copy it over
-        full = CLIPConfig.from_pretrained(pretrained)
-        config = full.text_config if tower == "text" else full.vision_config
-        config.projection_dim = full.projection_dim
-    model, info = cls.from_pretrained(pretrained, config=config, dtype=torch.float32, output_loading_info=True)
-    missing = sorted(info["missing_keys"])
-    if missing:  # e.g. a CLIPTextModel saved without text_projection: the projection would be random
-        raise ValueError(
-            f"{key}={pretrained!r} has no weights for {missing[0]} ({len(missing)} missing): expected a CLIPModel or "
-            f"CLIP{tower.capitalize()}ModelWithProjection checkpoint"
-        )
-    return model
-
-
 def _check_heads(key: str, dim: int, heads: int) -> None:
     if dim % heads:
         raise ValueError(f"{key}: hidden={dim} must be divisible by heads={heads}")
-
-
-def _resolve(pretrained: str, filename: str) -> str | None:
-    """Path of ``filename`` in a local folder or a hub repo (downloaded or cached); None when absent."""
-    try:
-        return cached_file(
-            pretrained,
-            filename,
-            _raise_exceptions_for_missing_entries=False,
-            _raise_exceptions_for_connection_errors=False,
-        )
-    except OSError:  # neither a folder nor a valid repo id (e.g. a missing absolute path), or a gated repo
-        return None
-
-
-def _saved_json(pretrained: str, filename: str) -> dict[str, Any] | None:
-    path = _resolve(pretrained, filename)
-    if path is None:
-        return None
-    try:
-        return json.loads(Path(path).read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); re-save the checkpoint") from None
-
-
-def _image_stats(pretrained: str, mean: list[float], std: list[float]) -> tuple[list[float], list[float], int | None]:
-    """Normalisation stats and input size from the checkpoint's preprocessor_config.json; ``mean``/``std`` when
-    absent (ImageNet's for DeiT/ViT, CLIP's for CLIP), size None (= the model config's image_size)."""
-    data = _saved_json(pretrained, "preprocessor_config.json") or {}
-    size = data.get("crop_size") or data.get("size")
-    if isinstance(size, dict):
-        size = size.get("height") or size.get("shortest_edge")
-    return list(data.get("image_mean", mean)), list(data.get("image_std", std)), size

@@ -181,12 +181,14 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vtrbench", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+class _Commands:
+    """Adds sub-commands to the parser: one place for the flags every command of a kind shares."""
 
-    def add(name: str, func: Any, help_text: str, needs_config: bool = True) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text)
+    def __init__(self, parser: argparse.ArgumentParser):
+        self.sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(self, name: str, func: Any, help_text: str, needs_config: bool = True) -> argparse.ArgumentParser:
+        p = self.sub.add_parser(name, help=help_text)
         p.set_defaults(func=func)
         if needs_config:
             p.add_argument("--config", type=Path, required=True, help="run config (YAML or JSON)")
@@ -199,90 +201,103 @@ def build_parser() -> argparse.ArgumentParser:
             )
         return p
 
-    def add_run(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
+    def add_run(self, name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
         """A command about one trained run: --method, --seed and the prepared --data folder."""
-        p = add(name, func, help_text)
+        p = self.add(name, func, help_text)
         p.add_argument("--method", required=True)
         p.add_argument("--seed", type=int, required=True)
         p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
         return p
 
-    add("check-config", cmd_check_config, "validate a config file (schema, links between methods) and stop")
 
-    p = add("write-config", cmd_write_config, "write a unit's resolved config.json", needs_config=False)
+def _run_commands(c: _Commands) -> None:
+    """The steps of one unit: configs, data, training, evaluation, re-ranking, timing."""
+    c.add("check-config", cmd_check_config, "validate a config file (schema, links between methods) and stop")
+
+    p = c.add("write-config", cmd_write_config, "write a unit's resolved config.json", needs_config=False)
     p.add_argument("--json", required=True, help="the config as JSON")
     p.add_argument("--out", type=Path, required=True)
 
-    p = add("prepare", cmd_prepare, "generate or decode the dataset into its data folder")
+    p = c.add("prepare", cmd_prepare, "generate or decode the dataset into its data folder")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--threads", type=int, default=1)
 
-    p = add_run("train", cmd_train, "train one method with one seed")
+    p = c.add_run("train", cmd_train, "train one method with one seed")
     p.add_argument("--out", type=Path, required=True, help="run folder")
     p.add_argument("--init-from", type=Path, default=None, help="model.pt of the method named by init_from")
 
-    p = add_run("evaluate", cmd_evaluate, "evaluate a trained method on a split")
+    p = c.add_run("evaluate", cmd_evaluate, "evaluate a trained method on a split")
     p.add_argument("--out", type=Path, required=True, help="run folder")
     p.add_argument("--model", type=Path, required=True, help="model.pt written by train")
     p.add_argument("--split", default="test", choices=["val", "test"])
 
-    p = add_run("rerank", cmd_rerank, "choose a re-ranker's k and weight on val, evaluate it on test")
+    p = c.add_run("rerank", cmd_rerank, "choose a re-ranker's k and weight on val, evaluate it on test")
     p.add_argument("--first", type=Path, required=True, help="model.pt of the first stage (embedding method)")
     p.add_argument("--second", type=Path, required=True, help="model.pt of the second stage (pair method)")
     p.add_argument("--out", type=Path, required=True, help="the re-ranker's run folder")
 
-    p = add_run("latency", cmd_latency, "query-latency benchmark of one trained method (raw rows, latency.csv)")
+    p = c.add_run("latency", cmd_latency, "query-latency benchmark of one trained method (raw rows, latency.csv)")
     p.add_argument("--models", type=Path, nargs="+", required=True, help="its model.pt (a re-ranker: both stages')")
     p.add_argument("--out", type=Path, required=True, help="latency.csv to write")
 
-    p = add("throughput", cmd_throughput, "time training steps of one method (or the losses) over frames x batch")
+    p = c.add("throughput", cmd_throughput, "time training steps of one method (or the losses) over frames x batch")
     p.add_argument("--method", help="method to time (or give --losses)")
     p.add_argument("--losses", action="store_true", help="time the losses the methods declare, alone")
     p.add_argument("--data", type=Path, help="prepared dataset folder (vocabulary, val captions)")
     p.add_argument("--out", type=Path, required=True, help="raw timing rows (CSV)")
 
-    p = add("aggregate", cmd_aggregate, "collect every run's result files into tables", needs_config=False)
+
+def _table_commands(c: _Commands) -> None:
+    """The steps that read result files and write tables, statistics and the report."""
+    p = c.add("aggregate", cmd_aggregate, "collect every run's result files into tables", needs_config=False)
     p.add_argument("--metrics", type=Path, nargs="+", required=True, help="metrics.json files of the runs")
     p.add_argument("--logs", type=Path, nargs="*", default=[], help="the runs' train_log.csv / val_log.csv")
     p.add_argument("--rerank-sweeps", type=Path, nargs="*", default=[], help="re-rankers' rerank_sweep.csv files")
     p.add_argument("--convergence", type=Path, default=None, help="convergence.csv (the budget test's flags)")
     p.add_argument("--out", type=Path, required=True, help="tables folder")
 
-    p = add("tradeoff", cmd_tradeoff, "recall-vs-latency tables", needs_config=False)
+    p = c.add("tradeoff", cmd_tradeoff, "recall-vs-latency tables", needs_config=False)
     p.add_argument("--metrics", type=Path, nargs="+", required=True, help="metrics.json files")
     p.add_argument("--latency", type=Path, nargs="+", required=True, help="latency.csv files")
     p.add_argument("--tables", type=Path, required=True)
     p.add_argument("--reference-gallery", type=int, default=1000, help="gallery size of the per-query latency")
 
-    p = add("throughput-aggregate", cmd_throughput_aggregate, "throughput tables", needs_config=False)
+    p = c.add("throughput-aggregate", cmd_throughput_aggregate, "throughput tables", needs_config=False)
     p.add_argument("--files", type=Path, nargs="+", required=True, help="per-method throughput.csv files")
     p.add_argument("--losses", type=Path, required=True, help="loss-level raw rows (CSV)")
     p.add_argument("--tables", type=Path, required=True, help="tables folder")
 
-    p = add("sweep-aggregate", cmd_sweep_aggregate, "frame sweep tables (Fig. 5)", needs_config=False)
+    p = c.add("sweep-aggregate", cmd_sweep_aggregate, "frame sweep tables (Fig. 5)", needs_config=False)
     p.add_argument("--runs", type=Path, nargs="+", required=True, help="sweep run folders .../seed{seed}")
     p.add_argument("--batch-size", type=int, required=True, help="train.batch_size (for clips/s)")
     p.add_argument("--tables", type=Path, required=True, help="tables folder")
     p.add_argument("--ledger", type=Path, default=None, help="published results (data/published.csv)")
 
-    p = add("compare", cmd_compare, "paired comparisons of every pair of methods", needs_config=False)
+    p = c.add("compare", cmd_compare, "paired comparisons of every pair of methods", needs_config=False)
     p.add_argument("--methods", nargs="*", default=[], help="the method of each --runs folder")
     p.add_argument("--runs", type=Path, nargs="*", default=[], help="run folders .../seed{seed} (test ranks)")
     p.add_argument("--out", type=Path, required=True, help="comparisons.csv")
 
-    p = add("convergence", cmd_convergence, "the budget test: still improving at this budget?", needs_config=False)
+    p = c.add("convergence", cmd_convergence, "the budget test: still improving at this budget?", needs_config=False)
     p.add_argument("--methods", nargs="+", required=True)
     p.add_argument("--short", type=Path, nargs="+", required=True, help="val folders of the runs")
     p.add_argument("--long", type=Path, nargs="+", required=True, help="val folders of the longer runs")
     p.add_argument("--out", type=Path, required=True, help="convergence.csv")
 
-    p = add("report", cmd_report, "render report.html from the tables it is given")
+    p = c.add("report", cmd_report, "render report.html from the tables it is given")
     p.add_argument("--tables", type=Path, nargs="+", required=True, help="table files (summary.csv required)")
     p.add_argument("--manifest", type=Path, default=None, help="the prepared dataset's manifest.json")
     p.add_argument("--ledger", type=Path, default=None, help="published results (data/published.csv)")
     p.add_argument("--benchmarks", type=Path, nargs="*", default=[], help="Snakemake benchmark files of the jobs")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--figures", type=Path, required=True, help="folder for the PNG figures")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vtrbench", description=__doc__.splitlines()[0])
+    commands = _Commands(parser)
+    _run_commands(commands)
+    _table_commands(commands)
     return parser
 
 

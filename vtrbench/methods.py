@@ -186,7 +186,7 @@ class ExternalMethod(RetrievalMethod):
     """A method whose result files (metrics.json, latency.csv) a user's own Snakemake rule writes.
 
     Nothing is built, trained or evaluated by vtrbench; the workflow includes ``rules`` and the aggregate step
-    reads ``results/runs/{dataset}/{method}/seed{seed}/metrics.json`` (README, "Adding a method", way b).
+    reads ``results/{run}/runs/{method}/{fp}/seed{seed}/metrics.json`` (README, "Adding a method", way b).
     """
 
     kind = "external"

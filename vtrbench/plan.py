@@ -81,12 +81,20 @@ def run_unit(config: dict[str, Any], name: str) -> Unit:
 
 def longer(config: dict[str, Any], factor: int) -> dict[str, Any]:
     """The config with ``factor`` x every budget: ``train.steps`` and each method's own ``steps`` option (the
-    convention for a method that overrides the budget, e.g. a warm-started cross-encoder). Same schedule shape."""
+    convention for a method whose options set its own budget, e.g. a warm-started cross-encoder; its default
+    counts when the config leaves it out). Same schedule shape."""
+    import dataclasses
+
+    from vtrbench.methods import resolve
+
     out = copy.deepcopy(config)
     out["train"]["steps"] *= factor
     for entry in out["methods"].values():
-        if isinstance(entry.get("steps"), int):
-            entry["steps"] *= factor
+        fields = {f.name: f for f in dataclasses.fields(resolve(entry["class"]).options_class)}
+        if "steps" in fields:
+            steps = entry.get("steps", fields["steps"].default)
+            if isinstance(steps, int):
+                entry["steps"] = steps * factor
     return out
 
 

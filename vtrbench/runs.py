@@ -19,10 +19,11 @@ import torch
 from tqdm import tqdm
 
 from vtrbench import plan, resultfiles
-from vtrbench.backbones import BackboneConfig, Backbones, load_tokenizer
+from vtrbench.backbones import BackboneConfig, Backbones
 from vtrbench.data.batches import Tokens, tokenize
 from vtrbench.data.records import SplitData
 from vtrbench.methods import RetrievalMethod, build_method
+from vtrbench.pretrained import load_tokenizer
 
 
 def pick_device(name: str) -> torch.device:

@@ -44,7 +44,8 @@ def prepare(config: dict[str, Any], out_root: str | Path, threads: int = 1) -> d
 
 
 def _prepare_synthetic(dataset: dict[str, Any], out_root: Path) -> tuple[dict[str, Any], list[str]]:
-    from vtrbench.data.synthetic import SyntheticConfig, generate, vocabulary
+    from vtrbench.data.synthetic import SyntheticConfig, generate
+    from vtrbench.data.synthetic_grammar import vocabulary
 
     cfg = SyntheticConfig(frames=dataset["frames"], size=dataset["resolution"], **dataset.get("synthetic", {}))
     features = records.video_features(cfg.frames, cfg.size, cfg.size)
@@ -52,7 +53,7 @@ def _prepare_synthetic(dataset: dict[str, Any], out_root: Path) -> tuple[dict[st
     for split, (videos, captions) in generate(cfg).items():
         records.write_split(out_root, split, videos, captions, features)
         counts[split] = {"videos": len(videos["video_id"]), "captions": len(captions["text"])}
-    return {"counts": counts, "problems": 0, "incomplete": False}, vocabulary(cfg)
+    return {"counts": counts, "problems": 0, "incomplete": False}, vocabulary()
 
 
 def _prepare_real(dataset: dict[str, Any], out_root: Path, threads: int) -> tuple[dict[str, Any], list[str]]:

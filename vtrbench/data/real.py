@@ -96,7 +96,7 @@ def prepare_real(cfg: RealDataConfig, out_root: Path, threads: int = 1, shard_si
 
     Args:
         cfg: the dataset config.
-        out_root: output folder (``results/data/{dataset}``); created if needed.
+        out_root: output folder (``results/{run_name}/data/{dataset}/{fingerprint}``); created if needed.
         threads: decoding threads (PyAV releases the GIL while decoding).
         shard_size: videos per cache shard (the unit of resumption).
 

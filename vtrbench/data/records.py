@@ -1,6 +1,6 @@
 """The on-disk record schema every dataset (synthetic or real) is prepared into.
 
-One prepared dataset is a folder (``results/data/{dataset}/``)::
+One prepared dataset is a folder (``results/{run_name}/data/{dataset}/{fingerprint}/``)::
 
     manifest.json          name, fingerprint, counts, generator/loader parameters, problems count
     vocab.txt              word-level vocabulary built from the train captions (for from-scratch text encoders)

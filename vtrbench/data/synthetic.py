@@ -4,7 +4,7 @@ Design "v1" of the CPU prototype (``shared/docs/synthetic-prototype.md``, "Recom
 round 2's partial captions ("P") as an option. A video is ``frames`` x ``size`` x ``size`` RGB: a black
 background with uniform noise and 2-3 objects of distinct shapes and colours, each doing exactly one
 action (move left/right/up/down, stay still, appear or disappear at an inner frame). Captions come from a
-small grammar with paraphrases, so a word-level tokenizer suffices (:func:`vocabulary`).
+small grammar with paraphrases (``synthetic_grammar.py``), so a word-level tokenizer suffices.
 
 What it measures: every video comes in a group of 4 whose members differ in one controlled way.
 
@@ -21,7 +21,7 @@ mean of per-frame features is permutation invariant, so a mean-pooled (or max-po
 is a tie, which counts 1/2, i.e. exactly 50%. Reversal accuracy above 50% needs order-aware modelling.
 
 Canonical captions (fixed article and paraphrase, sorted clauses, events in time order; see
-:func:`canonical_caption`) name a composition. A group is rejected unless its 4 canonical captions are
+``synthetic_grammar.canonical_caption``) name a composition. A group is rejected unless its 4 canonical captions are
 distinct; val and test compositions never occur in train, and each val/test composition occurs once in
 val+test, so a full caption has exactly one matching video in its gallery.
 """
@@ -29,18 +29,34 @@ val+test, so a full caption has exactly one matching video in its gallery.
 from __future__ import annotations
 
 import itertools
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
-SHAPES = ("square", "circle", "triangle", "cross")
-COLOURS = ("red", "green", "blue", "yellow", "purple", "cyan")
+from vtrbench.data.synthetic_grammar import (
+    APPEAR,
+    COLOUR,
+    COLOURS,
+    DISAPPEAR,
+    DOWN,
+    LABEL,
+    LEFT,
+    RIGHT,
+    SHAPE,
+    SHAPES,
+    SIDE,
+    STATIC,
+    TIME,
+    UP,
+    X,
+    Y,
+    caption,
+    key,
+    mention_subsets,
+)
+
 RGB = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [170, 0, 255], [0, 255, 255]], np.uint8)
-SIZE_WORDS = ("small", "big")
 VARIANTS = ("original", "colour_swap", "action_swap", "reversal")
-# Action labels; moves first (index = direction), then static and the two events.
-LEFT, RIGHT, UP, DOWN, STATIC, APPEAR, DISAPPEAR = range(7)
 DIRECTION = {LEFT: (-1, 0), RIGHT: (1, 0), UP: (0, -1), DOWN: (0, 1)}
 # The same action seen backwards in time.
 REVERSED = {
@@ -52,18 +68,6 @@ REVERSED = {
     APPEAR: DISAPPEAR,
     DISAPPEAR: APPEAR,
 }
-PARAPHRASES = (  # index 0 is the canonical wording
-    ("moves left", "goes left", "slides to the left"),
-    ("moves right", "goes right", "slides to the right"),
-    ("moves up", "goes up", "slides upward"),
-    ("moves down", "goes down", "slides downward"),
-    ("stays still", "does not move", "remains in place"),
-    ("appears", "shows up", "comes into view"),
-    ("disappears", "vanishes", "goes out of view"),
-)
-ARTICLES = ("a", "the")
-CONNECTORS = ("and", "while")
-ORDER_WORDS = ("first", "then", "before", "after")
 P_MOVE, P_STATIC = 0.5, 0.15  # action probabilities (prototype v1); events take the remaining 0.35
 SPLIT_CODE = {"train": 0, "val": 1, "test": 2}  # one random stream per split: sizes do not leak across
 _MAX_TRIES = 200  # placement attempts before a scene (or a group's action swap) is re-sampled
@@ -167,10 +171,6 @@ class _Draws:
         return items[:k]
 
 
-# An object is a list [shape, colour, side index, label, event time (-1: none), x0, y0]; shape = identity.
-SHAPE, COLOUR, SIDE, LABEL, TIME, X, Y = range(7)
-
-
 def _track(o: list, g: _Geometry) -> tuple[list[tuple[int, int]], list[bool]]:
     """Top-left corner per frame [T] (events do not move) and whether the object is present [T]."""
     dx, dy = DIRECTION.get(o[LABEL], (0, 0))
@@ -257,49 +257,6 @@ def _make_group(orig: list[list], g: _Geometry, d: _Draws) -> list[list[list]] |
     return [orig, colour, action, reverse]
 
 
-def _key(objs: list[list], subset: tuple[int, ...]) -> tuple:
-    """Canonical description restricted to ``subset``: (sorted non-event clauses, events in time order)."""
-    chosen = [objs[i] for i in subset]
-    still = sorted((o[SIDE], o[COLOUR], o[SHAPE], o[LABEL]) for o in chosen if o[LABEL] < APPEAR)
-    events = sorted((o[TIME], o[SIDE], o[COLOUR], o[SHAPE], o[LABEL]) for o in chosen if o[LABEL] >= APPEAR)
-    return tuple(still), tuple(e[1:] for e in events)
-
-
-def _mention_subsets(group: list[list[list]]) -> list[tuple[int, ...]]:
-    """Strict non-empty subsets under which the 4 captions stay distinct (hard negatives stay negatives)."""
-    n = len(group[0])
-    subsets = [s for r in range(1, n) for s in itertools.combinations(range(n), r)]
-    return [s for s in subsets if len({_key(scene, s) for scene in group}) == 4]
-
-
-def _caption(objs: list[list], subset: tuple[int, ...], d: _Draws) -> str:
-    """A fresh random paraphrase of the objects in ``subset``."""
-    clauses, events = [], []
-    for i in subset:
-        o = objs[i]
-        words = (ARTICLES[d.below(2)], SIZE_WORDS[o[SIDE]], COLOURS[o[COLOUR]], SHAPES[o[SHAPE]])
-        clause = " ".join(words) + " " + PARAPHRASES[o[LABEL]][d.below(3)]
-        if o[LABEL] >= APPEAR:
-            events.append((o[TIME], clause))
-        else:
-            clauses.append(clause)
-    ordered = [c for _, c in sorted(events)]
-    if len(ordered) >= 2:
-        form = d.below(3)
-        if form == 0:
-            ordered = ["first " + " then ".join(ordered)]
-        elif form == 1:
-            ordered = [" before ".join(ordered)]
-        else:
-            ordered = [" after ".join(reversed(ordered))]
-    clauses += ordered
-    clauses = d.sample(clauses, len(clauses))  # shuffled
-    text = clauses[0]
-    for clause in clauses[1:]:
-        text += f" {CONNECTORS[d.below(2)]} {clause}"
-    return text
-
-
 def _sample_groups(cfg: SyntheticConfig, g: _Geometry, split: str, n_groups: int, seen: set) -> list:
     """Rejection-sample ``n_groups`` groups; val/test keys are added to ``seen`` (which train must avoid)."""
     d, groups = _Draws(cfg.seed, split, 0), []
@@ -308,10 +265,10 @@ def _sample_groups(cfg: SyntheticConfig, g: _Geometry, split: str, n_groups: int
         group = _make_group(_sample_scene(cfg, g, d), g, d)
         if group is None:
             continue
-        keys = {_key(scene, full[: len(scene)]) for scene in group}
+        keys = {key(scene, full[: len(scene)]) for scene in group}
         if len(keys) < 4 or keys & seen:
             continue
-        subsets = _mention_subsets(group)  # always required, so videos do not depend on partial_rate
+        subsets = mention_subsets(group)  # always required, so videos do not depend on partial_rate
         if not subsets:
             continue
         if split != "train":
@@ -359,7 +316,7 @@ def _captions(groups: list, cfg: SyntheticConfig, split: str, per_video: int) ->
                 of_size = [s for s in subsets if len(s) == r]
                 subset = of_size[d.below(len(of_size))]
             for v, scene in enumerate(group):
-                texts[v].append(_caption(scene, subset, d))
+                texts[v].append(caption(scene, subset, d))
         out += texts
     return out
 
@@ -401,59 +358,3 @@ def generate(cfg: SyntheticConfig) -> dict[str, tuple[dict, dict]]:
         }
         out[split] = (videos, captions)
     return {split: out[split] for split in ("train", "val", "test")}
-
-
-def vocabulary(cfg: SyntheticConfig) -> list[str]:
-    """Every word the caption grammar can produce, lower-case and sorted (no special tokens).
-
-    The grammar is the same for every config, so so is the list; a small config may never use some words
-    (e.g. the event-order words when ``frames=2`` leaves room for one event only).
-    """
-    del cfg  # fixed grammar; the argument keeps the API stable if colours or shapes become configurable
-    phrases = [*ARTICLES, *SIZE_WORDS, *COLOURS, *SHAPES, *CONNECTORS, *ORDER_WORDS, *sum(PARAPHRASES, ())]
-    return sorted({w for p in phrases for w in p.split()})
-
-
-_CANONICAL_VERB = {p: forms[0] for forms in PARAPHRASES for p in forms}
-
-
-def canonical_caption(text: str) -> str:
-    """The canonical form of a SynthVTT caption: article "the", first paraphrase, non-event clauses sorted,
-    then the events in time order ("first X then Y"), joined by "and". Two captions describe the same
-    composition iff their canonical forms are equal.
-
-    >>> canonical_caption("a big red square slides to the left while the small cyan cross comes into view")
-    'the big red square moves left and the small cyan cross appears'
-    >>> canonical_caption("a small blue circle vanishes after the big green triangle shows up")
-    'first the big green triangle appears then the small blue circle disappears'
-
-    Raises:
-        ValueError: when the text is not produced by this grammar.
-    """
-    still, events = [], []
-    for unit in re.split(r" (?:and|while) ", text):
-        if unit.startswith("first "):
-            parts = unit[len("first ") :].split(" then ")
-        elif " before " in unit:
-            parts = unit.split(" before ")
-        else:
-            parts = unit.split(" after ")[::-1]
-        clauses = [_canonical_clause(p, text) for p in parts]
-        if len(clauses) > 1 or clauses[0].endswith("appears"):
-            if events or not all(c.endswith("appears") for c in clauses):
-                raise ValueError(f"not a SynthVTT caption (events must form one ordered block): {text!r}")
-            events = clauses
-        else:
-            still += clauses
-    if len(events) > 1:
-        events = ["first " + " then ".join(events)]
-    units = sorted(still) + events
-    return " and ".join(units)
-
-
-def _canonical_clause(clause: str, text: str) -> str:
-    words = clause.split()
-    verb = _CANONICAL_VERB.get(" ".join(words[4:]))
-    if len(words) < 5 or words[0] not in ARTICLES or words[3] not in SHAPES or verb is None:
-        raise ValueError(f"not a SynthVTT caption (clause {clause!r}): {text!r}")
-    return " ".join(["the", *words[1:4], verb])

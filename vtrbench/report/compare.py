@@ -3,9 +3,11 @@
 For a metric that is a mean of per-query outcomes (t2v R@1: 1 when the positive ranks first; pairwise accuracy:
 1 / 0.5 / 0 per hard-negative comparison), ``X_A`` is a [seeds_A, queries] matrix of outcomes (every seed of A
 scored on the same test queries) and likewise ``X_B``. The difference of means is estimated by a **hierarchical
-bootstrap** (Bouthillier et al., MLSys 2021; Dror et al., ACL 2018): each resample draws the seeds of A and of B
-with replacement, independently (two architectures share no per-seed effect), then the queries with replacement,
-once, shared by A and B (the pairing over test items), and computes mean(A) - mean(B). The 95 % interval is the
+bootstrap** (Bouthillier et al., MLSys 2021; Dror et al., ACL 2018): each resample draws seeds with replacement,
+then the queries with replacement, once, shared by A and B (the pairing over test items), and computes
+mean(A) - mean(B). Seeds are paired by their number when both methods ran the same seeds: seed s of every method
+sees the same data order, and a re-ranker or a warm-started method is built on seed s of its first stage, so the
+per-seed difference is what varies; with other seed lists they are drawn independently. The 95 % interval is the
 2.5 / 97.5 percentiles of the resampled differences. ``p_a_beats_b`` is the probability that a seed of A scores
 above a seed of B on the whole test set (over every pair of seeds; ties count one half).
 
@@ -33,16 +35,24 @@ COLUMNS = ["method_a", "method_b", "metric", "diff", "ci_low", "ci_high", "p_a_b
 
 @dataclass
 class Outcomes:
-    """One method's per-query outcomes of one metric: ``values`` [seeds, queries] over the ``queries`` ids."""
+    """One method's per-query outcomes of one metric: ``values`` [seeds, queries] over the ``queries`` ids, one row
+    per seed of ``seeds``."""
 
     values: np.ndarray
     queries: np.ndarray
+    seeds: tuple[int, ...] = ()
 
 
 def hierarchical_bootstrap(
-    a: np.ndarray, b: np.ndarray, resamples: int = RESAMPLES, level: float = LEVEL, seed: int = 0
+    a: np.ndarray,
+    b: np.ndarray,
+    resamples: int = RESAMPLES,
+    level: float = LEVEL,
+    seed: int = 0,
+    paired_seeds: bool = False,
 ) -> tuple[float, float, float]:
-    """(diff, ci_low, ci_high) of mean(a) - mean(b), ``a`` [seeds_a, n] and ``b`` [seeds_b, n] paired over n.
+    """(diff, ci_low, ci_high) of mean(a) - mean(b), ``a`` [seeds_a, n] and ``b`` [seeds_b, n] paired over n (and
+    over seeds, row i with row i, when ``paired_seeds``).
 
     >>> a = np.ones((3, 50)); b = np.zeros((3, 50))
     >>> hierarchical_bootstrap(a, b, resamples=200)
@@ -54,7 +64,12 @@ def hierarchical_bootstrap(
     n = a.shape[1]
     counts = rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(np.float64)  # [R, n] query weights
     seeds_a = rng.integers(0, a.shape[0], size=(resamples, a.shape[0]))
-    seeds_b = rng.integers(0, b.shape[0], size=(resamples, b.shape[0]))
+    if paired_seeds:
+        if a.shape[0] != b.shape[0]:
+            raise ValueError(f"paired seeds need as many seeds for both, got {a.shape[0]} and {b.shape[0]}")
+        seeds_b = seeds_a
+    else:
+        seeds_b = rng.integers(0, b.shape[0], size=(resamples, b.shape[0]))
     per_a = (counts @ a.T) / n  # [R, seeds_a]: each seed's mean on the resampled queries
     per_b = (counts @ b.T) / n
     mean_a = np.take_along_axis(per_a, seeds_a, axis=1).mean(1)
@@ -74,7 +89,8 @@ def compare(a: Outcomes, b: Outcomes, seed: int = 0) -> dict[str, float]:
     """The comparison of two methods on the queries both were scored on."""
     common, ia, ib = np.intersect1d(a.queries, b.queries, return_indices=True)
     xa, xb = a.values[:, ia], b.values[:, ib]
-    diff, low, high = hierarchical_bootstrap(xa, xb, seed=seed)
+    paired = bool(a.seeds) and a.seeds == b.seeds
+    diff, low, high = hierarchical_bootstrap(xa, xb, seed=seed, paired_seeds=paired)
     seeds = min(xa.shape[0], xb.shape[0])
     return {"diff": diff, "ci_low": low, "ci_high": high, "p_a_beats_b": p_beats(xa, xb), "seeds": seeds,
             "queries": len(common)}  # fmt: skip
@@ -110,6 +126,7 @@ def method_outcomes(runs: dict[str, list[Path]]) -> dict[str, dict[str, Outcomes
     out: dict[str, dict[str, Outcomes]] = {}
     for method, folders in runs.items():
         per_seed = []
+        seeds = tuple(int(Path(f).name.removeprefix("seed")) for f in folders)
         for folder in folders:
             ranks = pd.read_parquet(folder / "ranks.parquet")
             pairwise = pd.read_parquet(folder / "pairwise.parquet") if (folder / "pairwise.parquet").exists() else None
@@ -119,7 +136,7 @@ def method_outcomes(runs: dict[str, list[Path]]) -> dict[str, dict[str, Outcomes
         for metric in sorted(metrics):
             queries = sorted(set.intersection(*(set(s[metric].index) for s in per_seed)))
             values = np.stack([s[metric].reindex(queries).to_numpy() for s in per_seed])
-            out[method][metric] = Outcomes(values, np.asarray(queries))
+            out[method][metric] = Outcomes(values, np.asarray(queries), seeds)
     return out
 
 

@@ -37,7 +37,7 @@ def budget_test(method: str, short: list[Path], long: list[Path]) -> dict[str, o
     queries = sorted(set.intersection(*(set(s.index) for s in a + b)))
     xa = np.stack([s.reindex(queries).to_numpy() for s in a])
     xb = np.stack([s.reindex(queries).to_numpy() for s in b])
-    gain, low, high = hierarchical_bootstrap(xa, xb)
+    gain, low, high = hierarchical_bootstrap(xa, xb, paired_seeds=True)  # the same seeds, longer
     steps = [resultfiles.read_metrics(f / "metrics.json").get("train_steps") for f in (short[0], long[0])]
     return {
         "method": method,
