@@ -44,6 +44,8 @@ def make_results(root: Path, dataset: str = "synthetic", incomplete: bool = Fals
                     "v2t_MdR": 6.0,
                     "v2t_MnR": 14.0,
                     "pairwise_reversal": 50.0 + 10 * i,
+                    "pairwise_colour_swap": 80.0 + 5.5 * i,
+                    "pairwise_action_swap": 70.0 + 7.25 * i,
                     "gallery_floats_per_video": 64 * (i + 1),
                     "train_clips_per_s": 300.0 - 50 * i + seed,
                     "commit": "abc1234",

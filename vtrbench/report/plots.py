@@ -95,10 +95,14 @@ def recall_vs_cost(
     if points.empty:
         return None
     fig, ax = plt.subplots(figsize=(7.2, 4.4))
-    for _, row in points.iterrows():
+    last: tuple[float, float] | None = None
+    for _, row in points.sort_values(y).iterrows():
         colour = palette.get(row["method"], "grey")
         ax.errorbar(row[x], row[y], yerr=_finite(row.get(f"{y}_std")), fmt="o", ms=7, capsize=3, color=colour)
-        ax.annotate(row["method"], (row[x], row[y]), xytext=(5, 4), textcoords="offset points", fontsize=8)
+        near = last is not None and abs(row[y] - last[1]) < 4 and 0.5 < row[x] / last[0] < 2  # labels would collide
+        offset = (5, -11) if near else (5, 4)
+        ax.annotate(row["method"], (row[x], row[y]), xytext=offset, textcoords="offset points", fontsize=8)
+        last = (row[x], row[y])
     if "pareto" in points:
         front = points[points["pareto"].astype(bool)].sort_values(x)
         ax.plot(front[x], front[y], "--", color="black", lw=1, alpha=0.6, zorder=0, label="Pareto frontier")
@@ -221,6 +225,7 @@ def rerank_depth(sweep: pd.DataFrame, chosen: pd.DataFrame) -> plt.Figure | None
             ax.plot(hit.k, hit["t2v_R@1"], "o", ms=14, mfc="none", mec="black")
         ax.set(xlabel="re-ranking depth k", ylabel="text→video R@1 (%)", title=f"{split} split")
         ax.set_xscale("log")
+        ax.minorticks_off()
         _int_ticks(ax, mean.k)
     fig.tight_layout()
     _figure_legend(fig, axes[0], "re-ranker, weight w of the first stage")
@@ -272,12 +277,15 @@ def comparison_matrix(comparisons: pd.DataFrame, methods: list[str], metric: str
         i, j = names.index(r.method_a), names.index(r.method_b)
         for a, b, sign in ((i, j, 1), (j, i, -1)):
             low, high = sorted((sign * r.ci_low, sign * r.ci_high))
-            resolved = low > 0 or high < 0
-            diff[a, b] = sign * r["diff"] if resolved else 0.0
+            if low > 0 or high < 0:  # resolved: coloured; otherwise the cell stays grey
+                diff[a, b] = sign * r["diff"]
             text[a][b] = f"{sign * r['diff']:+.1f}\n[{low:+.1f}, {high:+.1f}]"
     fig, ax = plt.subplots(figsize=(1.15 * n + 2.5, 0.9 * n + 1.5))
-    bound = max(np.nanmax(np.abs(diff)), 1.0)
-    ax.imshow(np.ma.masked_invalid(diff), cmap="RdYlGn", vmin=-bound, vmax=bound)
+    bound = max(np.nanmax(np.abs(diff)) if np.isfinite(diff).any() else 1.0, 1.0)
+    cmap = matplotlib.colormaps["RdYlGn"].with_extremes(bad="#e6e6e6")
+    ax.imshow(
+        np.ma.masked_invalid(diff), cmap=cmap, vmin=-1.6 * bound, vmax=1.6 * bound
+    )  # mid tones: text stays legible
     for a in range(n):
         for b in range(n):
             ax.text(b, a, text[a][b], ha="center", va="center", fontsize=6.5)

@@ -20,6 +20,7 @@ def fmt(value: Any, digits: int = 1) -> str:
 
 
 def mean_std(summary: pd.Series, column: str, digits: int = 1) -> str:
+    """``mean ± std`` over seeds; the mean alone with one seed."""
     mean, std = summary.get(f"{column}_mean"), summary.get(f"{column}_std")
     if mean is None or pd.isna(mean):
         return "–"
