@@ -162,3 +162,21 @@ def test_query_subset_is_fixed_and_seeded():
     method = _build(eval_queries=3)
     a, b = method.query_subset(10), method.query_subset(10)
     assert a.tolist() == b.tolist() and len(a) == 3 and method.query_subset(2) is None
+
+
+def test_warm_start_from_a_cret_checkpoint_validates_step_zero(smoke_config, smoke_data, tmp_path):
+    """The trainer path: init_from names CRET, its model.pt goes in; a checkpoint of another method is refused."""
+    import pandas as pd
+
+    from vtrbench.train import train
+
+    smoke_config["methods"]["cross_encoder"]["init_from"] = "cret"
+    cret = train(smoke_config, "cret", 0, smoke_data, tmp_path / "cret")
+    model = train(smoke_config, "cross_encoder", 0, smoke_data, tmp_path / "cross", init_checkpoint=cret)
+    val = pd.read_csv(tmp_path / "cross" / "val_log.csv")
+    assert val.step.tolist()[0] == 0  # the warm start itself is validated (and may be selected)
+    state = torch.load(model, weights_only=False)["model"]
+    assert any(k.startswith("first.ccm.") for k in state)  # CRET is embedded, CCM included
+    dual = train(smoke_config, "dual_mean", 0, smoke_data, tmp_path / "dual")
+    with pytest.raises(RuntimeError, match="is not a 'cret' checkpoint of this config"):
+        train(smoke_config, "cross_encoder", 0, smoke_data, tmp_path / "cross2", init_checkpoint=dual)

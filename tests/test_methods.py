@@ -44,7 +44,9 @@ def shipped_methods() -> dict[str, tuple[dict, dict]]:
     for path in sorted((REPO / "config").glob("*.yaml")):
         if path.name == "schema.yaml":
             continue
-        methods = yaml.safe_load(path.read_text())["methods"]
+        methods = yaml.safe_load(path.read_text()).get("methods")
+        if methods is None:  # an overlay (config/plateau.yaml): its methods are those of the config it follows
+            continue
         for name, entry in methods.items():
             if resolve(entry["class"]).kind in ("embedding", "pair"):
                 out[f"{path.stem}:{name}"] = (entry, methods)

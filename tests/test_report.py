@@ -170,6 +170,7 @@ def test_every_section_from_hand_made_tables(tmp_path):
     # findings: the best method, and its gap only as the paired interval resolves it; the tradeoff table's latency
     assert "Best text→video R@1: cret_global (40.5 ± 0.7); against cret: cret_global beats cret by +10.0" in html
     assert "combined std" not in html
+    assert "Not tested here whether each method is at its plateau" in html  # no budget test in these tables
     assert "Cheapest per text query: dual_mean (1.100 ms" in html
     # provenance: fingerprint, the runs' commit, wall time per step from the benchmark files, package versions
     assert "abc123" in html and "abc1234" in html and "12.5" in html and "seaborn" in html
@@ -245,7 +246,8 @@ def test_report_from_smoke_run(smoke_run):
     summary = pd.read_csv(folder / "results" / "smoke" / "tables" / "summary.csv")
     for _, row in summary.iterrows():
         subset = not pd.isna(row.get("query_subset_mean"))  # the smoke cross_encoder scores 4 captions
-        assert f"<td>{row['method']}{'<sup>*</sup>' if subset else ''}</td>" in html
+        headline_cell = f'<td title="{row["kind"]}">{row["method"]}{"<sup>*</sup>" if subset else ""}</td>'
+        assert headline_cell in html, headline_cell
         metrics = json.loads((run_folder(folder, "smoke", row["method"]) / "metrics.json").read_text())
         for direction in ("t2v", "v2t"):
             for key in ("R@1", "R@5", "R@10", "MdR", "MnR"):

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
@@ -250,9 +249,3 @@ def evaluate_rerank(
     resultfiles.write_csv(table.assign(method=name, seed=seed, chosen=(table.k == k) & (table.weight == weight)),
                           out_dir / "rerank_sweep.csv")  # fmt: skip
     return {**extra, **metrics, "sweep": table}
-
-
-def interaction_pairwise_from(metrics: dict[str, Any]) -> dict[str, float]:
-    """``interaction.pairwise`` of a re-ranker's metrics.json as {type: accuracy} (empty when absent)."""
-    pairwise = metrics.get("interaction", {}).get("pairwise", {})
-    return {kind: float(v["accuracy"]) for kind, v in pairwise.items() if np.isfinite(v.get("accuracy", np.nan))}

@@ -124,7 +124,13 @@ def findings(
             kind = column.removeprefix("pairwise_")
             out.append(f"Best at telling the true video from its {kind} twin (pairwise accuracy, chance 50%): {best}.")
     out.extend(_model_based(summary, latency_ms, comparisons))
-    if "still_improving" in summary:
+    if "still_improving" not in summary:
+        out.append(
+            "Not tested here whether each method is at its plateau at this budget (the budget test is off; "
+            "config/plateau.yaml adds it): a gap between methods at equal steps may be a difference in how fast they "
+            "learn."
+        )
+    else:
         flagged = [m for m in summary.method if _still(summary, m)]
         tested = summary["still_improving"].notna().sum()
         out.append(
