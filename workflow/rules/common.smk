@@ -69,6 +69,18 @@ def run_unit(wildcards):
     return unit
 
 
+WARM_STARTED_FROM = {config["methods"][m].get("init_from") for m in TRAINED} - {None}
+
+
+def train_priority(wildcards):
+    """Scheduling order of training jobs (higher first): a method others warm-start from, then a warm-started one,
+    then the rest. The chain's long jobs start early and independent methods fill the cores at the end, instead of a
+    warm-started run starting last and training alone on one core while the others wait."""
+    if wildcards.name in WARM_STARTED_FROM:
+        return 2
+    return 1 if run_unit(wildcards).config["methods"][wildcards.name].get("init_from") else 0
+
+
 def run_dir(name, seed, unit=None):
     return f"{folder(unit or RUNS[name])}/seed{seed}"
 

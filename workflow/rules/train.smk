@@ -15,6 +15,7 @@ rule train:
     wildcard_constraints:
         name="|".join(TRAINED + list(SWEEP_CONFIGS)) or "^$",
     threads: config["train"]["threads"]
+    priority: train_priority
     resources:
         **gpu_resources(),
     log:
