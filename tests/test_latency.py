@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faiss
 import numpy as np
 import pandas as pd
 
@@ -36,7 +37,8 @@ def test_benchmark_writes_the_documented_rows(smoke_config, smoke_data, tmp_path
     config["train"]["steps"] = 2
     runs = tmp_path / "runs"
     train(config, "dual_mean", 0, smoke_data, runs / "dual_mean" / "seed0")
-    config["latency"].update(gallery_sizes=[4, 50], warmup=1, repeats=2, batched_repeats=1, batch_size=4)
+    config["latency"].update(gallery_sizes=[4, 50], warmup=1, repeats=2, batched_repeats=1, batch_size=4, threads=1)
+    faiss.omp_set_num_threads(2)  # what FAISS's pool holds on a 2-core machine before the benchmark
     frame = benchmark(
         config, "dual_mean", 0, smoke_data, [runs / "dual_mean" / "seed0" / "model.pt"], tmp_path / "latency.csv"
     )
@@ -47,6 +49,7 @@ def test_benchmark_writes_the_documented_rows(smoke_config, smoke_data, tmp_path
     assert set(search.backend) == {"faiss", "torch"} and (search.top10_agreement == 1.0).all()
     assert search[search.gallery_size == 50].synthetic_gallery.all()  # beyond the 8 test videos
     assert (on_disk[on_disk.stage != "memory"].seconds > 0).all()
+    assert faiss.omp_get_max_threads() == 1 and (on_disk.threads == 1).all()  # FAISS searched on latency.threads
     assert on_disk[on_disk.stage == "memory"].bytes_per_video.iloc[0] == 4 * 16  # dim 16, float32
     stats = latency_stats(on_disk)
     assert {"median_s", "p95_s", "per_item_ms", "throughput_per_s"} <= set(stats.columns)

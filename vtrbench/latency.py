@@ -277,6 +277,7 @@ def benchmark(
     ``out`` (CSV, ``COLUMNS``)."""
     lcfg = config["latency"]
     torch.set_num_threads(lcfg["threads"])
+    faiss.omp_set_num_threads(lcfg["threads"])  # FAISS's OpenMP pool defaults to every core: same budget as torch
     device = pick_device(config["train"]["device"])
     entry = config["methods"][name]
     two_stage = resolve(entry["class"]).kind == "rerank"
