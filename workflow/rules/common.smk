@@ -27,6 +27,7 @@ LATENCY_SEED = SEEDS[0]
 KINDS = {m: resolve(config["methods"][m]["class"]).kind for m in METHODS}
 TRAINED = [m for m in METHODS if KINDS[m] in ("embedding", "pair")]  # trained and evaluated here
 RERANK = [m for m in METHODS if KINDS[m] == "rerank"]  # two-stage: evaluated from two trained methods
+WARM_STARTED_FROM = {config["methods"][m].get("init_from") for m in TRAINED} - {None}  # others start from these
 EXTERNAL = [m for m in METHODS if KINDS[m] == "external"]  # result files written by a user's own rule
 
 DATA = plan.dataset_unit(config)
@@ -67,9 +68,6 @@ def run_unit(wildcards):
     if unit is None:
         raise WorkflowError(f"{ROOT}/runs/{wildcards.name}/{wildcards.fp}: not a run of this config")
     return unit
-
-
-WARM_STARTED_FROM = {config["methods"][m].get("init_from") for m in TRAINED} - {None}
 
 
 def train_priority(wildcards):
