@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 RUN_SECTIONS = ("dataset", "model", "train", "eval")  # what a trained run depends on, besides its methods
@@ -83,16 +83,14 @@ def longer(config: dict[str, Any], factor: int) -> dict[str, Any]:
     """The config with ``factor`` x every budget: ``train.steps`` and each method's own ``steps`` option (the
     convention for a method whose options set its own budget, e.g. a warm-started cross-encoder; its default
     counts when the config leaves it out). Same schedule shape."""
-    import dataclasses
-
-    from vtrbench.methods import resolve
+    from vtrbench.methods import resolve  # here, not at the top: the rest of plan needs no torch
 
     out = copy.deepcopy(config)
     out["train"]["steps"] *= factor
     for entry in out["methods"].values():
-        fields = {f.name: f for f in dataclasses.fields(resolve(entry["class"]).options_class)}
-        if "steps" in fields:
-            steps = entry.get("steps", fields["steps"].default)
+        options = {f.name: f for f in fields(resolve(entry["class"]).options_class)}
+        if "steps" in options:
+            steps = entry.get("steps", options["steps"].default)
             if isinstance(steps, int):
                 entry["steps"] = steps * factor
     return out

@@ -283,9 +283,8 @@ def comparison_matrix(comparisons: pd.DataFrame, methods: list[str], metric: str
     fig, ax = plt.subplots(figsize=(1.15 * n + 2.5, 0.9 * n + 1.5))
     bound = max(np.nanmax(np.abs(diff)) if np.isfinite(diff).any() else 1.0, 1.0)
     cmap = matplotlib.colormaps["RdYlGn"].with_extremes(bad="#e6e6e6")
-    ax.imshow(
-        np.ma.masked_invalid(diff), cmap=cmap, vmin=-1.6 * bound, vmax=1.6 * bound
-    )  # mid tones: text stays legible
+    # a range wider than the data keeps the cells in mid tones, where the text stays legible
+    ax.imshow(np.ma.masked_invalid(diff), cmap=cmap, vmin=-1.6 * bound, vmax=1.6 * bound)
     for a in range(n):
         for b in range(n):
             ax.text(b, a, text[a][b], ha="center", va="center", fontsize=6.5)
