@@ -90,25 +90,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--widths", type=int, nargs="+", default=[64, 128, 256, 512])
     parser.add_argument("--videos", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--caption-tokens", type=int, default=18, help="the default run's captions: 12-24 tokens")
+    parser.add_argument(
+        "--caption-tokens",
+        type=int,
+        default=18,
+        help="tokens per caption (default-run test captions: 12-26 words, median 19)",
+    )
     parser.add_argument("--frames", type=int, default=4, help="eval.frames of the default run")
     parser.add_argument("--resolution", type=int, default=32, help="dataset.resolution of the default run")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # latency.threads of the default run
+    shape = {"caption_tokens": args.caption_tokens, "frames": args.frames, "resolution": args.resolution}
     rows = []
     for width in args.widths:
         try:
-            rows.append(
-                measure(
-                    args.method_class,
-                    width,
-                    args.videos,
-                    args.repeats,
-                    args.caption_tokens,
-                    args.frames,
-                    args.resolution,
-                )
-            )
+            rows.append(measure(args.method_class, width, args.videos, args.repeats, **shape))
         except ValueError as err:
             print(f"vtrbench.floor_check: error: {err}", file=sys.stderr)
             return 2
