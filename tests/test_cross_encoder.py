@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import torch
 
@@ -10,7 +11,7 @@ from baselines.cross_encoder import FusionLayer
 from tests.test_methods import TINY, B, H, _batch
 from vtrbench.backbones import BackboneConfig, Backbones
 from vtrbench.methods import build_method
-from vtrbench.train import param_groups
+from vtrbench.train import param_groups, train
 
 METHODS = {
     "dual_seq": {"class": "dual_encoder", "pooling": "seq", "dim": 16},
@@ -166,10 +167,6 @@ def test_query_subset_is_fixed_and_seeded():
 
 def test_warm_start_from_a_cret_checkpoint_validates_step_zero(smoke_config, smoke_data, tmp_path):
     """The trainer path: init_from names CRET, its model.pt goes in; a checkpoint of another method is refused."""
-    import pandas as pd
-
-    from vtrbench.train import train
-
     smoke_config["methods"]["cross_encoder"]["init_from"] = "cret"
     cret = train(smoke_config, "cret", 0, smoke_data, tmp_path / "cret")
     model = train(smoke_config, "cross_encoder", 0, smoke_data, tmp_path / "cross", init_checkpoint=cret)

@@ -281,7 +281,7 @@ def comparison_matrix(comparisons: pd.DataFrame, methods: list[str], metric: str
                 diff[a, b] = sign * r["diff"]
             text[a][b] = f"{sign * r['diff']:+.1f}\n[{low:+.1f}, {high:+.1f}]"
     fig, ax = plt.subplots(figsize=(1.15 * n + 2.5, 0.9 * n + 1.5))
-    bound = max(np.nanmax(np.abs(diff)) if np.isfinite(diff).any() else 1.0, 1.0)
+    bound = np.nanmax(np.abs(diff), initial=1.0)  # at least 1; 1 when nothing is resolved (all NaN)
     cmap = matplotlib.colormaps["RdYlGn"].with_extremes(bad="#e6e6e6")
     # a range wider than the data keeps the cells in mid tones, where the text stays legible
     ax.imshow(np.ma.masked_invalid(diff), cmap=cmap, vmin=-1.6 * bound, vmax=1.6 * bound)
