@@ -8,9 +8,12 @@ import pandas as pd
 import pytest
 import torch
 
+from vtrbench.candidates import merge, top_candidates
+from vtrbench.data.batches import Tokens
 from vtrbench.data.records import SplitData
+from vtrbench.encoding import Encoded
 from vtrbench.methods import EmbeddingMethod, PairMethod
-from vtrbench.rerank import RerankOptions, Stage, choose, fused, merge, split_scores, sweep, top_candidates
+from vtrbench.rerank import RerankOptions, choose, fused, split_scores, sweep
 
 
 def _reference(first: torch.Tensor, second_full: torch.Tensor, k: int) -> list[list[int]]:
@@ -47,9 +50,9 @@ def test_k1_keeps_first_stage_order_and_k_all_is_the_pair_ranking():
 
 def test_option_checks():
     with pytest.raises(ValueError, match="weights"):
-        RerankOptions(weights=[-1.0])
+        RerankOptions("f", "s", weights=[-1.0])
     with pytest.raises(ValueError, match="k must"):
-        RerankOptions(k=[])
+        RerankOptions("f", "s", k=[])
 
 
 def test_depth_and_weight_are_chosen_on_val_only():
@@ -112,7 +115,8 @@ def test_generic_two_stage_with_a_toy_pair_method():
     vectors = torch.eye(n)
     queries = {"v": vectors + 1.5 * vectors.roll(1, dims=1), "id": torch.arange(n)}
     gallery = {"v": vectors + 0.01 * torch.rand(n, n, generator=rng), "id": torch.arange(n)}
-    first, second = Stage(ToyFirst(), queries, gallery), Stage(ToyPair(), queries, gallery)
+    no_tokens = Tokens(torch.zeros(n, 1, dtype=torch.long), torch.ones(n, 1, dtype=torch.long))
+    first, second = Encoded(ToyFirst(), no_tokens, queries, gallery), Encoded(ToyPair(), no_tokens, queries, gallery)
     scores = split_scores(first, second, _split(n), kmax=3)
     assert scores.scale == 10.0 and scores.candidates.shape == (n, 3)
     opts = RerankOptions(first="f", second="s", k=[1, 3], weights=[0.0, 1.0])

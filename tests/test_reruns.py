@@ -22,6 +22,7 @@ import yaml
 from tests.conftest import REPO, copy_workflow, snakemake_env
 from vtrbench import config, plan
 from vtrbench.cli import main
+from vtrbench.runs import build, effective_train, resolved_config
 
 SMOKE = str(REPO / "config" / "smoke.yaml")
 
@@ -248,12 +249,24 @@ def test_run_folders_follow_the_fingerprint(smoke_config):
     assert plan.run_unit(changed_source, "cross_encoder").fp != warm.fp  # its warm start changed
 
 
-def test_the_budget_tests_longer_runs_scale_every_budget(smoke_config):
-    """plan.longer: train.steps and a method's own steps option (its default when the config leaves it out)."""
+def test_the_budget_tests_longer_runs_scale_every_budget(smoke_config, smoke_data):
+    """plan.longer: the steps each method trains (train.steps, or its own steps option and its default)."""
     long = plan.longer(smoke_config, 2)
-    assert long["train"]["steps"] == 2 * smoke_config["train"]["steps"]
-    assert long["methods"]["cross_encoder"]["steps"] == 2 * smoke_config["methods"]["cross_encoder"]["steps"]
+    steps = {
+        m: effective_train(smoke_config, build(smoke_config, m, smoke_data).method)["steps"]
+        for m in ("dual_mean", "cross_encoder")
+    }
+    for m, n in steps.items():
+        assert effective_train(long, build(long, m, smoke_data).method)["steps"] == 2 * n
+    assert steps == {
+        "dual_mean": smoke_config["train"]["steps"],
+        "cross_encoder": smoke_config["methods"]["cross_encoder"]["steps"],
+    }
     del smoke_config["methods"]["cross_encoder"]["steps"]
-    assert plan.longer(smoke_config, 3)["methods"]["cross_encoder"]["steps"] == 3000  # the option's default, 1000
-    assert "steps" not in plan.longer(smoke_config, 2)["methods"]["dual_mean"]  # no such option: train.steps only
+    three = plan.longer(smoke_config, 3)
+    assert effective_train(three, build(three, "cross_encoder", smoke_data).method)["steps"] == 3000  # 3 x the default
     assert plan.run_unit(long, "cross_encoder").fp != plan.run_unit(smoke_config, "cross_encoder").fp
+    assert plan.run_unit(plan.longer(smoke_config, 1), "dual_mean").fp == plan.run_unit(smoke_config, "dual_mean").fp
+    assert (
+        resolved_config(long, build(long, "dual_mean", smoke_data).method)["train"]["steps"] == 2 * steps["dual_mean"]
+    )

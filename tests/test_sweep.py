@@ -14,8 +14,10 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, copy_workflow
-from vtrbench import plan, sweep
+from vtrbench import config, plan, sweep
 from vtrbench.cli import main
+from vtrbench.report import sweep as report_sweep
+from vtrbench.report.aggregate import training_speed
 
 
 def test_sweep_config_overrides_frames_budget_and_loss(smoke_config):
@@ -37,17 +39,18 @@ def test_sweep_config_overrides_frames_budget_and_loss(smoke_config):
 
 def test_sweep_config_needs_a_method_with_a_global_loss(smoke_config):
     smoke_config["sweep"]["method"] = "dual_mean"
-    with pytest.raises(ValueError, match=r"class 'dual_encoder'\) cannot take global_loss='gees'"):
-        sweep.sweep_config(smoke_config, "gees", 2)
+    with pytest.raises(config.ConfigError, match=r"sweep.method: 'dual_mean' \(class 'dual_encoder'\) cannot take"):
+        config.check_method_options(smoke_config)
 
 
-def test_step_stats_from_cumulative_seconds():
-    # per-step seconds: 1.0 (warm-up, dropped), then 0.1, 0.2, 0.3 -> median 0.2 s
-    log = pd.DataFrame({"step": [1, 2, 3, 4], "train_seconds": [1.0, 1.1, 1.3, 1.6]})
-    stats = sweep.step_stats(log, batch_size=8, warmup=1)
+def test_training_speed_from_cumulative_seconds():
+    # per-step seconds: 1.0 (warm-up, dropped), then 0.1, 0.2, 0.3 -> median 0.2 s; samples/s median 40
+    log = pd.DataFrame({"step": [1, 2, 3, 4], "train_seconds": [1.0, 1.1, 1.3, 1.6], "samples_per_s": [8, 80, 40, 26]})
+    stats = training_speed(log, warmup=1)
     assert stats["step_ms"] == pytest.approx(200.0)
     assert stats["clips_per_s"] == pytest.approx(40.0)
     assert stats["train_seconds"] == pytest.approx(1.6)
+    assert training_speed(log, warmup=10)["step_ms"] == pytest.approx(250.0)  # shorter than the warm-up: all 4
 
 
 def _write_run(root: Path, loss: str, frames: int, seed: int, r5: float, step_s: float) -> Path:
@@ -59,7 +62,8 @@ def _write_run(root: Path, loss: str, frames: int, seed: int, r5: float, step_s:
     metrics = {"method": f"cret_{loss}", "seed": seed, "t2v": t2v, "v2t": t2v, "selected_step": 20}
     (d / "metrics.json").write_text(json.dumps(metrics))
     steps = np.arange(1, 21)
-    pd.DataFrame({"step": steps, "train_seconds": steps * step_s}).to_csv(d / "train_log.csv", index=False)
+    log = pd.DataFrame({"step": steps, "train_seconds": steps * step_s, "samples_per_s": 8 / step_s})  # batch of 8
+    log.to_csv(d / "train_log.csv", index=False)
     val = pd.DataFrame({"step": [10, 20], "train_seconds": [10 * step_s, 20 * step_s], "val": [1.0, 2.0]})
     val["t2v_R@1"], val["t2v_R@5"], val["t2v_R@10"] = [0.5, 1.0], [r5 - 1, r5], [2.0, 3.0]
     val.to_csv(d / "val_log.csv", index=False)
@@ -79,8 +83,8 @@ def runs(tmp_path):
 
 
 def test_frame_sweep_table_mean_std_by_hand(runs):
-    paper = sweep.paper_r5(REPO / "data" / "published.csv")
-    table = sweep.frame_sweep_table(sweep.load_runs(runs, batch_size=8), paper).set_index(["frames", "loss"])
+    paper = report_sweep.paper_r5(REPO / "data" / "published.csv")
+    table = report_sweep.frame_sweep_table(report_sweep.load_runs(runs), paper).set_index(["frames", "loss"])
     assert len(table) == 4 and (table.seeds == 2).all()
     assert table.loc[(2, "gees"), "t2v_R@5_mean"] == pytest.approx(12.0)
     assert table.loc[(2, "gees"), "t2v_R@5_std"] == pytest.approx(np.sqrt(((10 - 12) ** 2 + (14 - 12) ** 2) / 1))
@@ -93,25 +97,25 @@ def test_frame_sweep_table_mean_std_by_hand(runs):
 
 
 def test_curves_and_recall_at_budget(runs):
-    curves = sweep.sweep_curves(runs)
+    curves = report_sweep.sweep_curves(runs)
     assert len(curves) == 8 * 2
     assert list(curves.columns) == [
         "loss", "frames", "seed", "step", "train_seconds", "val_R@1", "val_R@5", "val_R@10", "val",
     ]  # fmt: skip
     # budget 2.5 s: f2 runs (0.1 s/step) reached step 20 (2.0 s); f4 runs (0.2 s/step) only step 10 (2.0 s)
-    at = sweep.recall_at_budget(curves, 2.5).set_index(["loss", "frames", "seed"])
+    at = report_sweep.recall_at_budget(curves, 2.5).set_index(["loss", "frames", "seed"])
     assert at.loc[("gees", 2, 1), "step"] == 20 and at.loc[("gees", 2, 1), "val_R@5"] == 14
     assert at.loc[("gees", 4, 0), "step"] == 10 and at.loc[("gees", 4, 0), "val_R@5"] == 19
     # budget below the first validation point: nothing reached
-    assert sweep.recall_at_budget(curves, 0.5)["val_R@5"].isna().all()
-    table = sweep.equal_cost_table(curves)
+    assert report_sweep.recall_at_budget(curves, 0.5)["val_R@5"].isna().all()
+    table = report_sweep.equal_cost_table(curves)
     assert sorted(table.budget_s.unique()) == pytest.approx([2.0, 4.0])
     row = table[(table.budget_of_frames == 2) & (table.loss == "gees") & (table.frames == 4)].iloc[0]
     assert row["val_R@5_mean"] == pytest.approx(20.0)  # (19 + 21) / 2 at step 10
 
 
 def test_cli_sweep_aggregate_writes_tables(runs, tmp_path):
-    args = ["sweep-aggregate", "--runs", *map(str, runs), "--batch-size", "8"]
+    args = ["sweep-aggregate", "--runs", *map(str, runs)]
     assert main([*args, "--tables", str(tmp_path / "tables"), "--ledger", str(REPO / "data" / "published.csv")]) == 0
     for name in ("frame_sweep", "sweep_runs", "sweep_curves", "sweep_equal_cost"):
         assert (tmp_path / "tables" / f"{name}.csv").stat().st_size > 0

@@ -10,6 +10,7 @@ import pytest
 
 from vtrbench import throughput
 from vtrbench.cli import main
+from vtrbench.report import throughput as report_throughput
 
 
 @pytest.fixture
@@ -66,7 +67,7 @@ def test_summarize_by_hand():
     for rep, (step, fwd, enc, bare) in enumerate([(10, 8, 6, 8), (20, 9, 6, 20), (40, 12, 6, 32)]):
         rows += [_raw_row("step", rep, step, 100 + rep), _raw_row("forward", rep, fwd), _raw_row("encode", rep, enc)]
         rows += [_raw_row("bare", rep, bare)]
-    table = throughput.summarize(pd.DataFrame(rows))
+    table = report_throughput.summarize(pd.DataFrame(rows))
     assert len(table) == 1
     row = table.iloc[0]
     assert row.reps == 3 and row.step_ms == 20 and row.forward_ms == 9 and row.encode_ms == 6 and row.head_ms == 3
@@ -86,7 +87,7 @@ def test_summarize_losses_ratio():
             for r, ms in enumerate(values)
         ]
     )
-    table = throughput.summarize_losses(raw).set_index("loss")
+    table = report_throughput.summarize_losses(raw).set_index("loss")
     assert table.loc["gees", "ms"] == 4.0 and table.loc["nce", "ms"] == 2.0
     assert table.loc["gees", "gees_over_nce"] == 2.0 and np.isnan(table.loc["nce", "gees_over_nce"])
 
@@ -94,8 +95,7 @@ def test_summarize_losses_ratio():
 def test_cli_throughput_and_aggregate(tiny, smoke_data, tmp_path):
     cfg = tmp_path / "config.json"
     cfg.write_text(json.dumps(tiny))
-    methods = throughput.timed_methods(tiny)
-    assert set(methods) == {m for m, e in tiny["methods"].items() if e["class"] != "rerank"}
+    methods = [m for m, e in tiny["methods"].items() if e["class"] != "rerank"]
     for method in methods:
         out = tmp_path / method / "throughput.csv"
         assert main(["throughput", "--config", str(cfg), "--method", method, "--data", str(smoke_data), "--out",

@@ -137,16 +137,16 @@ def cmd_tradeoff(args: argparse.Namespace) -> None:
 
 
 def cmd_throughput_aggregate(args: argparse.Namespace) -> None:
-    from vtrbench.throughput import aggregate_throughput
+    from vtrbench.report.throughput import aggregate_throughput
 
     table = aggregate_throughput(args.files, args.losses, args.tables)
     print(f"aggregated {len(args.files)} throughput file(s) into {args.tables}/throughput.csv ({len(table)} rows)")
 
 
 def cmd_sweep_aggregate(args: argparse.Namespace) -> None:
-    from vtrbench.sweep import aggregate_sweep
+    from vtrbench.report.sweep import aggregate_sweep
 
-    table = aggregate_sweep(args.runs, args.batch_size, args.tables, args.ledger)
+    table = aggregate_sweep(args.runs, args.tables, args.ledger)
     print(f"aggregated {len(args.runs)} sweep run(s) into {args.tables}/frame_sweep.csv ({len(table)} rows)")
 
 
@@ -269,7 +269,6 @@ def _table_commands(c: _Commands) -> None:
 
     p = c.add("sweep-aggregate", cmd_sweep_aggregate, "frame sweep tables (Fig. 5)", needs_config=False)
     p.add_argument("--runs", type=Path, nargs="+", required=True, help="sweep run folders .../seed{seed}")
-    p.add_argument("--batch-size", type=int, required=True, help="train.batch_size (for clips/s)")
     p.add_argument("--tables", type=Path, required=True, help="tables folder")
     p.add_argument("--ledger", type=Path, default=None, help="published results (data/published.csv)")
 

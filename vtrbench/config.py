@@ -48,9 +48,9 @@ def _with_defaults(validator_class: type) -> type:
 _Validator = _with_defaults(jsonschema.Draft202012Validator)
 
 
-def validate_workflow(config: dict[str, Any]) -> dict[str, Any]:
+def validate_workflow(config: dict[str, Any], classes: bool = True) -> dict[str, Any]:
     """:func:`validate`, plus what a whole workflow config needs: at least one method and its seeds."""
-    validate(config)
+    validate(config, classes)
     if not config["methods"]:
         raise ConfigError("config error at methods: no method configured; add at least one under `methods:`")
     return config
@@ -60,8 +60,12 @@ def load_schema() -> dict[str, Any]:
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
-def validate(config: dict[str, Any]) -> dict[str, Any]:
+def validate(config: dict[str, Any], classes: bool = True) -> dict[str, Any]:
     """Fill defaults in place and validate; raises :class:`ConfigError` with the offending key.
+
+    ``classes``: also check every method's options against its class (:func:`check_method_options`, which imports
+    the method code and with it torch). The Snakemake process plans with ``classes=False`` (the schema, the links
+    between methods and the frame sweep, none of which needs torch) and checks the classes when the run starts.
 
     Values typed on the command line arrive as strings (``snakemake --config 'train={steps: 20}'`` parses every
     leaf with YAML's base loader); where the schema expects a number, boolean, list or null, a string is read as
@@ -77,6 +81,8 @@ def validate(config: dict[str, Any]) -> dict[str, Any]:
         more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
         raise ConfigError(f"config error at {key}: {err.message}{more}")
     _check_consistency(config, given)
+    if classes:
+        check_method_options(config)
     return config
 
 
@@ -119,7 +125,7 @@ def _check_consistency(config: dict[str, Any], given: set[str]) -> None:
             "annotation files: snakemake --config 'dataset={data_root: /path/to/data}', "
             "or --set dataset.data_root=/path for the CLI (README, Scaling out)"
         )
-    _check_methods(config["methods"])
+    _check_links(config["methods"])
     seeds = config.get("seeds", [])
     if len(set(seeds)) != len(seeds):
         repeated = sorted({s for s in seeds if seeds.count(s) > 1})
@@ -165,22 +171,46 @@ def deep_update(base: dict[str, Any], updates: dict[str, Any]) -> dict[str, Any]
 METHOD_LINKS = {"init_from": ("embedding",), "first": ("embedding",), "second": ("pair",)}
 
 
-def _check_methods(methods: dict[str, Any]) -> None:
-    """Each method's class must exist and accept its options, and every option naming another method must name a
-    configured method of the right kind (checked before anything runs)."""
+def check_method_options(config: dict[str, Any]) -> None:
+    """Each method's class must exist and accept its options, and the frame sweep's method must take the swept
+    option (imports the method classes)."""
     from vtrbench.methods import resolve
     from vtrbench.options import parse_options
+    from vtrbench.sweep import SWEPT_OPTION
 
-    kinds = {}
+    methods = config["methods"]
     for name, entry in methods.items():
         options = {k: v for k, v in entry.items() if k != "class"}
         try:
-            cls = resolve(entry["class"])
-            parse_options(cls.options_class, options, f"methods.{name}")
+            parse_options(resolve(entry["class"]).options_class, options, f"methods.{name}")
         except (ValueError, TypeError) as err:
             message = str(err).removeprefix(f"methods.{name}: ")
             raise ConfigError(f"config error at methods.{name}: {message}") from None
-        kinds[name] = cls.kind
+    sweep = config.get("sweep", {})
+    if sweep.get("method") in methods:
+        entry = methods[sweep["method"]]
+        for loss in sweep["losses"]:
+            options = {k: v for k, v in entry.items() if k != "class"} | {SWEPT_OPTION: loss}
+            try:
+                parse_options(resolve(entry["class"]).options_class, options, f"methods.{sweep['method']}")
+            except (ValueError, TypeError) as err:
+                raise ConfigError(
+                    f"config error at sweep.method: {sweep['method']!r} (class {entry['class']!r}) cannot take "
+                    f"{SWEPT_OPTION}={loss!r}: {err}"
+                ) from None
+
+
+def _check_links(methods: dict[str, Any]) -> None:
+    """Every option naming another method must name a configured method of the right kind (kinds from
+    ``vtrbench.registry``, without importing a registered class)."""
+    from vtrbench.registry import kind_of
+
+    kinds = {}
+    for name, entry in methods.items():
+        try:
+            kinds[name] = kind_of(entry["class"])
+        except ValueError as err:
+            raise ConfigError(f"config error at methods.{name}: {err}") from None
     for name, entry in methods.items():
         for option, allowed in METHOD_LINKS.items():
             target = entry.get(option)

@@ -17,12 +17,14 @@ import torch
 from torch import Tensor
 
 from vtrbench import resultfiles
-from vtrbench.data.batches import Tokens, eval_clips
+from vtrbench.candidates import merge, top_candidates
+from vtrbench.data.batches import Tokens
 from vtrbench.data.records import SplitData, load_split
-from vtrbench.methods import Features, PairMethod, RetrievalMethod, check_scores, gallery_floats_per_video
+from vtrbench.device import start
+from vtrbench.encoding import encode_split
+from vtrbench.methods import PairMethod, RetrievalMethod, check_scores, gallery_floats_per_video
 from vtrbench.metrics import pairwise_outcomes, retrieval_metrics, t2v_ranks, v2t_ranks
-from vtrbench.rerank import merge, top_candidates
-from vtrbench.runs import effective_train, load_trained, pick_device, split_tokens
+from vtrbench.runs import effective_train, load_trained, split_tokens
 
 
 @dataclass
@@ -32,56 +34,18 @@ class Evaluation:
     queries: np.ndarray | None = None  # caption indices of the rows of ``scores`` (None: every caption)
 
 
-def _autocast(device: torch.device, amp: bool) -> torch.autocast:
-    """bf16 for the encoders on CUDA when ``amp``; features are cast back to fp32 and scored in fp32, because
-    bf16 scores would create ties under the strict tie rule."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
-
-
-def _concat(parts: list[Features]) -> Features:
-    return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
-
-
-@torch.no_grad()
-def encode_gallery(
-    method: RetrievalMethod, split: SplitData, frames: int, batch_size: int, device: torch.device, amp: bool = False
-) -> Features:
-    parts = []
-    for start in range(0, split.num_videos, batch_size):
-        clips = eval_clips(split, start, min(start + batch_size, split.num_videos), frames).to(device)
-        with _autocast(device, amp):
-            out = method.encode_videos(clips)
-        parts.append({k: v.float().cpu() for k, v in out.items()})
-    return _concat(parts)
-
-
-@torch.no_grad()
-def encode_queries(
-    method: RetrievalMethod, tokens: Tokens, batch_size: int, device: torch.device, amp: bool = False
-) -> Features:
-    parts = []
-    n = tokens.input_ids.shape[0]
-    for start in range(0, n, batch_size):
-        tok = tokens[np.arange(start, min(start + batch_size, n))]
-        with _autocast(device, amp):
-            out = method.encode_texts(tok.input_ids.to(device), tok.attention_mask.to(device))
-        parts.append({k: v.float().cpu() for k, v in out.items()})
-    return _concat(parts)
-
-
 @torch.no_grad()
 def evaluate(
     method: RetrievalMethod,
     split: SplitData,
     tokens: Tokens,
-    frames: int,
-    batch_size: int,
+    config: dict[str, Any],
     device: torch.device,
     name: str = "method",
-    amp: bool = False,
     shortlist: bool = False,
 ) -> Evaluation:
-    """Full text->video and video->text evaluation of ``method`` on ``split`` (``amp``: bf16 encoders on CUDA).
+    """Full text->video and video->text evaluation of ``method`` on ``split`` (encoded by
+    :func:`vtrbench.encoding.encode_split`: the config's frames, batch size and precision).
 
     ``shortlist``: a pair method that carries a cheap first stage (``PairMethod.shortlist``) re-scores only that
     stage's top k of every caption (how it is validated while training: all captions, at k pairs each); otherwise
@@ -89,21 +53,18 @@ def evaluate(
     """
     was_training = method.training
     method.eval()
-    gallery = encode_gallery(method, split, frames, batch_size, device, amp)
     cheap = shortlist and isinstance(method, PairMethod)
     subset = None if cheap else method.query_subset(len(split.captions))  # a slow pair scorer: a caption subset
-    if subset is not None:
-        tokens = tokens[subset]
-    queries = encode_queries(method, tokens, batch_size, device, amp)
-    queries, gallery_on = {k: v.to(device) for k, v in queries.items()}, {k: v.to(device) for k, v in gallery.items()}
+    encoded = encode_split(method, split, tokens if subset is None else tokens[subset], config, device)
+    queries, gallery = encoded.queries, encoded.gallery
     n_text = len(split.captions) if subset is None else len(subset)
-    short = method.shortlist(queries, gallery_on) if cheap else None
+    short = method.shortlist(queries, gallery) if cheap else None
     if short is not None:
         first, k = short
         cand = top_candidates(first, k)
-        raw = merge(first, method.score_candidates(queries, gallery_on, cand), cand)
+        raw = merge(first, method.score_candidates(queries, gallery, cand), cand)
     else:
-        raw = method.score(queries, gallery_on)
+        raw = method.score(queries, gallery)
     scores = check_scores(raw.float().cpu(), n_text, split.num_videos, name)
     method.train(was_training)
     caption_video = split.caption_video if subset is None else split.caption_video[subset]
@@ -172,21 +133,12 @@ def evaluate_checkpoint(
     """Evaluate ``model.pt`` on ``split``; writes ``metrics.json``, ``ranks.parquet`` (and ``pairwise.parquet``) under
     ``out_dir``. On ``val`` a pair method is scored as training validated it (``shortlist``), so the val numbers are
     the ones model selection saw."""
-    torch.set_num_threads(config["train"]["threads"])
-    device = pick_device(config["train"]["device"])
+    device = start(config["train"]["threads"], config["train"]["device"])
     setup = load_trained(config, method_name, seed, data_dir, model_path)
     setup.method.to(device)
     data = load_split(data_dir, split)
     result = evaluate(
-        setup.method,
-        data,
-        split_tokens(setup, data),
-        config["eval"]["frames"],
-        config["eval"]["batch_size"],
-        device,
-        method_name,
-        amp=config["train"]["amp"],
-        shortlist=split == "val",
+        setup.method, data, split_tokens(setup, data), config, device, method_name, shortlist=split == "val"
     )
     extra = {
         "method": method_name,

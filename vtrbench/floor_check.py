@@ -27,6 +27,7 @@ import torch
 
 from vtrbench import resultfiles
 from vtrbench.backbones import BackboneConfig, Backbones
+from vtrbench.device import start
 from vtrbench.latency import pair_flops
 from vtrbench.methods import PairMethod, build_method, resolve
 from vtrbench.timing import matmul_gflops, time_calls
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=4, help="eval.frames of the default run")
     parser.add_argument("--resolution", type=int, default=32, help="dataset.resolution of the default run")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)  # latency.threads of the default run
+    start(1, "cpu")  # latency.threads of the default run
     shape = {"caption_tokens": args.caption_tokens, "frames": args.frames, "resolution": args.resolution}
     rows = []
     for width in args.widths:

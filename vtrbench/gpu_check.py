@@ -36,10 +36,13 @@ import torch
 
 from vtrbench import config as config_lib
 from vtrbench import resultfiles
+from vtrbench.data.batches import Tokens, random_batch
 from vtrbench.data.prepare import prepare
 from vtrbench.data.records import load_split
-from vtrbench.evaluate import encode_gallery
-from vtrbench.runs import build, load_trained, pick_device, split_tokens
+from vtrbench.device import autocast, pick_device, start
+from vtrbench.encoding import encode_stage
+from vtrbench.report.aggregate import training_speed
+from vtrbench.runs import build, load_trained, split_tokens
 from vtrbench.timing import time_calls
 from vtrbench.train import make_optimizer, train, train_step
 
@@ -97,21 +100,16 @@ def check_config(tiny: bool, device: str) -> dict[str, Any]:
 @torch.no_grad()
 def query_latency(config: dict, method_name: str, data: Path, model: Path, device: torch.device, n: int) -> float:
     """Median ms of one text query against the test gallery (encoded once, offline): encode, score, top-10."""
-    setup = load_trained(config, method_name, 0, data, model)
-    method = setup.method.to(device)
     test = load_split(data, "test")
-    amp = device.type == "cuda" and config["train"]["amp"]
-    gallery = encode_gallery(method, test, config["eval"]["frames"], config["eval"]["batch_size"], device, amp)
-    gallery = {k: v.to(device) for k, v in gallery.items()}
-    tokens = split_tokens(setup, test)
+    stage = encode_stage(load_trained(config, method_name, 0, data, model), test, device)
     queries = iter(range(n + 5))
 
     def one_query() -> None:
-        tok = tokens[np.array([next(queries) % len(test.captions)])]
+        tok = stage.tokens[np.array([next(queries) % len(test.captions)])]
         ids, mask = tok.input_ids.to(device), tok.attention_mask.to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            query = {k: v.float() for k, v in method.encode_texts(ids, mask).items()}
-        scores = method.score(query, gallery)  # fp32 scores: bf16 would create ties
+        with autocast(device, config["train"]["amp"]):
+            query = {k: v.float() for k, v in stage.method.encode_texts(ids, mask).items()}
+        scores = stage.method.score(query, stage.gallery)  # fp32 scores: bf16 would create ties
         scores.topk(min(10, scores.shape[1]), dim=1)
 
     return 1000 * statistics.median(time_calls(one_query, 5, n, device))
@@ -121,16 +119,14 @@ def step_time(config: dict, global_loss: str, frames: int, data: Path, device: t
     """Median ms of one CRET training step (``vtrbench.train.train_step``) on a random batch with ``frames`` frames."""
     cfg = {**config, "methods": {"probe": {**config["methods"]["cret"], "global_loss": global_loss}}}
     torch.manual_seed(0)
-    method = build(cfg, "probe", data).method.to(device).train()
+    setup = build(cfg, "probe", data)
+    method = setup.method.to(device).train()
     optimizer = make_optimizer(method, cfg, 1e-4)
     parameters = [p for p in method.parameters() if p.requires_grad]
-    B, res, L = config["train"]["batch_size"], config["dataset"]["resolution"], 16
-    batch = {
-        "frames": torch.randint(0, 256, (B, frames, res, res, 3), dtype=torch.uint8, device=device),
-        "input_ids": torch.randint(5, 30, (B, L), device=device),
-        "attention_mask": torch.ones(B, L, dtype=torch.long, device=device),
-        "group_id": torch.arange(B, device=device) // 4,
-    }
+    tokens = split_tokens(setup, load_split(data, "val"))
+    generator = torch.Generator().manual_seed(0)
+    B, res = config["train"]["batch_size"], config["dataset"]["resolution"]
+    batch = {k: v.to(device) for k, v in random_batch(tokens, B, frames, res, generator).items()}
     amp = config["train"]["amp"]
 
     def step() -> None:
@@ -169,14 +165,12 @@ def clip_sizing(out: Path, tiny: bool, device: torch.device, batch_sizes: tuple[
     optimizer = make_optimizer(method, config, 1e-4)
     parameters = [p for p in method.parameters() if p.requires_grad]
     towers = sum(p.numel() for p in backbones.text.parameters()) + sum(p.numel() for p in backbones.frame.parameters())
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, clip.text_config.vocab_size - 2, (max(batch_sizes), 32), generator=generator)
+    captions = Tokens(ids, torch.ones_like(ids))  # 32 content tokens each: the longest caption of the recipe
     rows = []
     for B in batch_sizes:
-        batch = {
-            "frames": torch.randint(0, 256, (B, frames, size, size, 3), dtype=torch.uint8, device=device),
-            "input_ids": torch.randint(1, clip.text_config.vocab_size - 2, (B, 32), device=device),
-            "attention_mask": torch.ones(B, 32, dtype=torch.long, device=device),
-            "group_id": torch.arange(B, device=device) // 4,
-        }
+        batch = {k: v.to(device) for k, v in random_batch(captions, B, frames, size, generator).items()}
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
 
@@ -192,9 +186,8 @@ def clip_sizing(out: Path, tiny: bool, device: torch.device, batch_sizes: tuple[
 
 
 def run(out: Path, tiny: bool, device_name: str) -> pd.DataFrame:
-    device = pick_device(device_name)
-    config = check_config(tiny, device.type)
-    torch.set_num_threads(config["train"]["threads"])
+    config = check_config(tiny, pick_device(device_name).type)
+    device = start(config["train"]["threads"], config["train"]["device"])
     data = out / "data"
     if not (data / "manifest.json").exists():
         prepare(config, data, threads=4)
@@ -206,11 +199,10 @@ def run(out: Path, tiny: bool, device_name: str) -> pd.DataFrame:
         if not model.exists():
             train(config, method_name, 0, data, run_dir)
         log, val = pd.read_csv(run_dir / "train_log.csv"), pd.read_csv(run_dir / "val_log.csv")
-        step_s = log["train_seconds"].diff().fillna(log["train_seconds"]).iloc[min(5, len(log) - 1) :]
         row = {
             "method": method_name,
             "device": name,
-            "train_steps_per_s": 1.0 / float(step_s.median()),
+            "train_steps_per_s": 1000.0 / training_speed(log)["step_ms"],
             "val_R@1": float(val["t2v_R@1"].iloc[-1]),
             "query_ms_p50": query_latency(config, method_name, data, model, device, 3 if tiny else 200),
             "gallery": load_split(data, "test").num_videos,

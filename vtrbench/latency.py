@@ -38,10 +38,12 @@ from torch.utils.flop_counter import FlopCounterMode
 from vtrbench import resultfiles
 from vtrbench.data.batches import Tokens, eval_clips
 from vtrbench.data.records import SplitData, load_split
-from vtrbench.evaluate import encode_gallery, encode_queries
-from vtrbench.methods import EmbeddingMethod, Features, PairMethod, RetrievalMethod, gallery_floats_per_video, resolve
+from vtrbench.device import autocast, start
+from vtrbench.encoding import Encoded, encode_stage
+from vtrbench.methods import EmbeddingMethod, Features, PairMethod, gallery_floats_per_video
+from vtrbench.registry import kind_of
 from vtrbench.rerank import options_of
-from vtrbench.runs import load_trained, pick_device, split_tokens
+from vtrbench.runs import load_trained
 from vtrbench.timing import matmul_gflops, time_calls
 
 COLUMNS = [
@@ -84,7 +86,7 @@ def synthetic_gallery(real: np.ndarray, size: int, seed: int = 0) -> tuple[np.nd
 
 
 def faiss_index(gallery: np.ndarray) -> faiss.Index:
-    index = faiss.IndexFlatIP(gallery.shape[1])  # exact inner product (anchors.md §5.3)
+    index = faiss.IndexFlatIP(gallery.shape[1])  # exact inner product: the same top 10 as torch's matmul
     index.add(np.ascontiguousarray(gallery, dtype=np.float32))
     return index
 
@@ -110,9 +112,9 @@ def pair_flops(method: PairMethod, query: Features, gallery: Features, candidate
 class Recorder:
     """Collects rows with the run's constant columns filled in."""
 
-    def __init__(self, method: str, seed: int, threads: int, device: torch.device):
+    def __init__(self, method: str, seed: int, threads: int, device: torch.device, dtype: str = "float32"):
         self.rows: list[dict[str, Any]] = []
-        self.base = {"method": method, "seed": seed, "threads": threads, "device": str(device), "dtype": "float32"}
+        self.base = {"method": method, "seed": seed, "threads": threads, "device": str(device), "dtype": dtype}
 
     def add(self, seconds: list[float], **cols: Any) -> None:
         for i, s in enumerate(seconds):
@@ -125,16 +127,6 @@ class Recorder:
 
 
 @dataclass
-class Loaded:
-    """A trained stage with its tokens and its real (test split) features."""
-
-    method: RetrievalMethod
-    tokens: Tokens
-    gallery: Features
-    queries: Features
-
-
-@dataclass
 class Settings:
     warmup: int
     repeats: int
@@ -144,22 +136,10 @@ class Settings:
     sizes: list[int]
     device: torch.device
     seed: int
+    amp: bool = False  # train.amp: the encoders run under the autocast they were evaluated with
 
 
-def _load(config: dict[str, Any], stage: str, seed: int, data_dir: Path, model: Path, data: SplitData) -> Loaded:
-    setup = load_trained(config, stage, seed, data_dir, model)
-    device = pick_device(config["train"]["device"])
-    method = setup.method.to(device).eval()
-    tokens = split_tokens(setup, data)
-    batch = config["eval"]["batch_size"]
-    gallery = {
-        k: v.to(device) for k, v in encode_gallery(method, data, config["eval"]["frames"], batch, device).items()
-    }
-    queries = {k: v.to(device) for k, v in encode_queries(method, tokens, batch, device).items()}
-    return Loaded(method, tokens, gallery, queries)
-
-
-def _encode_rows(rec: Recorder, loaded: list[Loaded], data: SplitData, frames: int, s: Settings) -> None:
+def _encode_rows(rec: Recorder, loaded: list[Encoded], data: SplitData, frames: int, s: Settings) -> None:
     """Offline and online encoding of every stage (single item: latency; a batch: throughput), and memory."""
     device = s.device
     one_clip = eval_clips(data, 0, 1, frames).to(device)
@@ -168,13 +148,19 @@ def _encode_rows(rec: Recorder, loaded: list[Loaded], data: SplitData, frames: i
     many_q = [stage.tokens[np.arange(min(s.batch, len(data.captions)))] for stage in loaded]
 
     def encode_v(clips: torch.Tensor) -> Callable[[], None]:
-        return lambda: [stage.method.encode_videos(clips) for stage in loaded]
+        def call() -> None:
+            with autocast(device, s.amp):
+                [stage.method.encode_videos(clips) for stage in loaded]
+
+        return call
 
     def encode_t(toks: list[Tokens]) -> Callable[[], None]:
-        return lambda: [
-            stage.method.encode_texts(t.input_ids.to(device), t.attention_mask.to(device))
-            for stage, t in zip(loaded, toks, strict=True)
-        ]
+        def call() -> None:
+            with autocast(device, s.amp):
+                for stage, t in zip(loaded, toks, strict=True):
+                    stage.method.encode_texts(t.input_ids.to(device), t.attention_mask.to(device))
+
+        return call
 
     n_many, n_q = many_clips.shape[0], many_q[0].input_ids.shape[0]
     for stage, call, n, (calls_warmup, calls) in (
@@ -191,7 +177,7 @@ def _encode_rows(rec: Recorder, loaded: list[Loaded], data: SplitData, frames: i
     )
 
 
-def _embedding_rows(rec: Recorder, stage: Loaded, s: Settings) -> None:
+def _embedding_rows(rec: Recorder, stage: Encoded, s: Settings) -> None:
     """FAISS and torch top-10 search at each gallery size (single query and a batch)."""
     method = stage.method
     assert isinstance(method, EmbeddingMethod)
@@ -220,7 +206,7 @@ def _embedding_rows(rec: Recorder, stage: Loaded, s: Settings) -> None:
             )
 
 
-def _pair_rows(rec: Recorder, stage: Loaded, s: Settings, gflops: float) -> None:
+def _pair_rows(rec: Recorder, stage: Encoded, s: Settings, gflops: float) -> None:
     """One query against every video, up to the time cap, then linear extrapolation."""
     method = stage.method
     assert isinstance(method, PairMethod)
@@ -244,7 +230,7 @@ def _pair_rows(rec: Recorder, stage: Loaded, s: Settings, gflops: float) -> None
             rec.add([predicted], batch_size=1, items=1, measured=False, extrapolated=True, **common)
 
 
-def _rerank_rows(rec: Recorder, first: Loaded, second: Loaded, ks: list[int], s: Settings, gflops: float) -> None:
+def _rerank_rows(rec: Recorder, first: Encoded, second: Encoded, ks: list[int], s: Settings, gflops: float) -> None:
     """FAISS top k of the first stage over each gallery size, then the pair method on those k (real features)."""
     assert isinstance(first.method, EmbeddingMethod) and isinstance(second.method, PairMethod)
     pair = second.method
@@ -276,18 +262,20 @@ def benchmark(
     """Measure method ``name``; ``models``: its ``model.pt`` (a re-ranker: its first and second stage's). Writes
     ``out`` (CSV, ``COLUMNS``)."""
     lcfg = config["latency"]
-    torch.set_num_threads(lcfg["threads"])
+    device = start(lcfg["threads"], config["train"]["device"])
     faiss.omp_set_num_threads(lcfg["threads"])  # FAISS's OpenMP pool defaults to every core: same budget as torch
-    device = pick_device(config["train"]["device"])
     entry = config["methods"][name]
-    two_stage = resolve(entry["class"]).kind == "rerank"
+    two_stage = kind_of(entry["class"]) == "rerank"
     stages = [options_of(entry).first, options_of(entry).second] if two_stage else [name]
     if len(models) != len(stages):
         raise ValueError(
             f"latency of {name!r} needs {len(stages)} model.pt file(s) ({', '.join(stages)}), got {len(models)}"
         )
     data = load_split(data_dir, "test")
-    loaded = [_load(config, m, seed, Path(data_dir), Path(p), data) for m, p in zip(stages, models, strict=True)]
+    loaded = [
+        encode_stage(load_trained(config, m, seed, data_dir, p), data, device)
+        for m, p in zip(stages, models, strict=True)
+    ]
     settings = Settings(
         lcfg["warmup"],
         lcfg["repeats"],
@@ -297,8 +285,10 @@ def benchmark(
         [int(x) for x in lcfg["gallery_sizes"]],
         device,
         seed,
+        config["train"]["amp"],
     )
-    rec = Recorder(name, seed, lcfg["threads"], device)
+    encoders = "bfloat16" if config["train"]["amp"] and device.type == "cuda" else "float32"  # as encode_stage ran
+    rec = Recorder(name, seed, lcfg["threads"], device, encoders)
     _encode_rows(rec, loaded, data, config["eval"]["frames"], settings)
     if two_stage:
         gflops = matmul_gflops(device)

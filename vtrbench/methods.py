@@ -24,19 +24,11 @@ from torch import Tensor, nn
 
 from vtrbench.backbones import Backbones
 from vtrbench.options import parse_options
+from vtrbench.registry import target
 
 Batch = dict[str, Tensor]
 Features = dict[str, Tensor]
 
-# name -> "module:Class". Strings, not classes, so the registry imports no method code until one is asked for
-# (methods import this module for their base class). Users may also give "my_package.module:MyMethod" directly.
-METHODS: dict[str, str] = {
-    "dual_encoder": "baselines.dual_encoder:DualEncoder",
-    "cret": "cret.model:CRET",
-    "cross_encoder": "baselines.cross_encoder:CrossEncoder",
-    "rerank": "vtrbench.rerank:Rerank",
-    "external": "vtrbench.methods:ExternalMethod",
-}
 LossFn = Callable[[Tensor, Tensor, Tensor], Tensor]  # (text [B, D], frames [B, M, D], logit scale) -> scalar
 
 
@@ -194,21 +186,19 @@ class ExternalMethod(RetrievalMethod):
 
 
 def resolve(class_name: str) -> type[RetrievalMethod]:
-    """Map a registered name (or ``module:Class``) to the method class.
+    """Map a registered name (``vtrbench.registry``) or ``module:Class`` to the method class.
 
     Raises:
-        ValueError: unknown name, listing the registered ones.
+        ValueError: unknown name (listing the registered ones), or a target that is not a method class.
     """
-    target = METHODS.get(class_name, class_name)
-    if ":" not in target:
-        raise ValueError(f"unknown method class {class_name!r}; choose one of: {', '.join(sorted(METHODS))}")
-    module_name, _, attr = target.partition(":")
+    where = target(class_name)
+    module_name, _, attr = where.partition(":")
     try:
         cls = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as err:
-        raise ValueError(f"cannot import method class {target!r}: {err}") from err
+        raise ValueError(f"cannot import method class {where!r}: {err}") from err
     if not (isinstance(cls, type) and issubclass(cls, RetrievalMethod)):
-        raise ValueError(f"{target!r} is not a RetrievalMethod subclass")
+        raise ValueError(f"{where!r} is not a RetrievalMethod subclass")
     return cls
 
 

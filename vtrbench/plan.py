@@ -10,7 +10,9 @@ configuration the unit depends on (and nothing else). The fingerprint is a hash 
 * a value a unit does not depend on (a new seed, a new method, a latency setting for a training run) changes
   nothing that is already done.
 
-The workflow (``workflow/rules/common.smk``) and the CLI both build units through these functions.
+:class:`Plan` is every unit, result file and table of one workflow config, computed without torch (method kinds
+come from ``vtrbench.registry``); ``workflow/rules/common.smk`` only maps it to rules, and the CLI builds units
+through the same functions.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
+
+from vtrbench.registry import TRAINED_KINDS, kind_of
+from vtrbench.sweep import sweep_points
 
 RUN_SECTIONS = ("dataset", "model", "train", "eval")  # what a trained run depends on, besides its methods
 UNTRACKED_TRAIN_KEYS = ("workers",)  # do not change any number a run produces (batches are pure functions of step)
@@ -67,11 +72,14 @@ def dataset_unit(config: dict[str, Any]) -> Unit:
 
 
 def run_config(config: dict[str, Any], name: str) -> dict[str, Any]:
-    """What a trained (or re-ranked, or external) method depends on: the shared sections and its own stages."""
+    """What a trained (or re-ranked, or external) method depends on: the shared sections and its own stages (and
+    the budget factor of a budget test's longer run)."""
     out = {key: copy.deepcopy(config[key]) for key in RUN_SECTIONS if key in config}
     if "train" in out:
         out["train"] = {k: v for k, v in out["train"].items() if k not in UNTRACKED_TRAIN_KEYS}
     out["methods"] = {m: copy.deepcopy(config["methods"][m]) for m in stages(config["methods"], name)}
+    if config.get("budget_factor", 1) != 1:
+        out["budget_factor"] = config["budget_factor"]
     return out
 
 
@@ -80,19 +88,10 @@ def run_unit(config: dict[str, Any], name: str) -> Unit:
 
 
 def longer(config: dict[str, Any], factor: int) -> dict[str, Any]:
-    """The config with ``factor`` x every budget: ``train.steps`` and each method's own ``steps`` option (the
-    convention for a method whose options set its own budget, e.g. a warm-started cross-encoder; its default
-    counts when the config leaves it out). Same schedule shape."""
-    from vtrbench.methods import resolve  # here, not at the top: the rest of plan needs no torch
-
+    """The config with ``factor`` x every budget (``budget_factor``: ``vtrbench.runs.effective_train`` multiplies
+    the steps a method trains, ``train.steps`` or its own ``steps`` option). Same schedule shape."""
     out = copy.deepcopy(config)
-    out["train"]["steps"] *= factor
-    for entry in out["methods"].values():
-        options = {f.name: f for f in fields(resolve(entry["class"]).options_class)}
-        if "steps" in options:
-            steps = entry.get("steps", options["steps"].default)
-            if isinstance(steps, int):
-                entry["steps"] = steps * factor
+    out["budget_factor"] = config.get("budget_factor", 1) * factor
     return out
 
 
@@ -105,9 +104,7 @@ def measurement_unit(config: dict[str, Any], section: str, name: str) -> Unit:
 def loss_level_unit(config: dict[str, Any]) -> Unit:
     """The losses timed alone: the benchmark grid, the device settings and the configured method classes (each
     class may declare losses to time, ``RetrievalMethod.loss_benchmarks``)."""
-    from vtrbench.methods import resolve
-
-    classes = sorted({e["class"] for e in config["methods"].values() if resolve(e["class"]).loss_benchmarks()})
+    classes = sorted({e["class"] for e in config["methods"].values() if kind_of(e["class"]) in TRAINED_KINDS})
     unit = {key: copy.deepcopy(config[key]) for key in ("throughput", "train")}
     unit["methods"] = {cls: {"class": cls} for cls in classes}
     return make_unit("throughput", "losses", unit)
@@ -116,3 +113,158 @@ def loss_level_unit(config: dict[str, Any]) -> Unit:
 def full_config(unit_config: dict[str, Any], run_name: str) -> dict[str, Any]:
     """A unit's config.json as the CLI validates it (the run name is the results root, not part of the hash)."""
     return {"run_name": run_name, **copy.deepcopy(unit_config)}
+
+
+OPTIONAL_SECTIONS = ("plateau", "latency", "throughput", "sweep")  # sections whose ``enabled`` adds their tables
+
+
+class Plan:
+    """Every unit, file and table of one workflow config (``results/{run_name}``), and which file each job reads.
+
+    Built from a validated config; knows methods by kind only. The workflow's rules are a map of this object,
+    and ``tests/test_plan.py`` checks it directly.
+    """
+
+    def __init__(self, config: dict[str, Any]):
+        self.config = config
+        self.root = f"results/{config['run_name']}"
+        self.methods = list(config["methods"])
+        self.seeds = [int(s) for s in config["seeds"]]
+        self.latency_seed = self.seeds[0]
+        self.kinds = {m: kind_of(config["methods"][m]["class"]) for m in self.methods}
+        self.trained = [m for m in self.methods if self.kinds[m] in TRAINED_KINDS]
+        self.rerank = [m for m in self.methods if self.kinds[m] == "rerank"]
+        self.external = [m for m in self.methods if self.kinds[m] == "external"]
+        self.warm_started_from = {config["methods"][m].get("init_from") for m in self.trained} - {None}
+        self.data = dataset_unit(config)
+        self.runs = {m: run_unit(config, m) for m in self.methods}
+        sweep = config["sweep"]
+        self.sweep_configs = dict(sweep_points(config)) if sweep["method"] in config["methods"] else {}
+        self.runs.update({name: run_unit(cfg, name) for name, cfg in self.sweep_configs.items()})
+        self.long = {m: run_unit(longer(config, config["plateau"]["factor"]), m) for m in self.trained}
+        self.run_data = {name: self.data for name in self.methods}
+        self.run_data.update({name: dataset_unit(cfg) for name, cfg in self.sweep_configs.items()})
+        self.latency = {m: measurement_unit(config, "latency", m) for m in self.trained + self.rerank}
+        self.throughput = {m: measurement_unit(config, "throughput", m) for m in self.trained}
+        self.losses = loss_level_unit(config)
+        self.report = make_unit("report", "report", {k: v for k, v in config.items() if k != "run_name"})
+        every = [self.data, *self.run_data.values(), *self.runs.values(), *self.long.values()]
+        every += [*self.latency.values(), *self.throughput.values(), self.losses, self.report]
+        self.units = {(u.section, u.name, u.fp): u for u in every}
+
+    # ----- folders -----
+    def folder(self, unit: Unit) -> str:
+        return unit.folder(self.root)
+
+    def unit(self, section: str, name: str, fp: str) -> Unit | None:
+        """The unit of folder ``{root}/{section}/{name}/{fp}``, or None when it is not one of this config's."""
+        return self.units.get((section, name, fp))
+
+    def run_dir(self, name: str, seed: int | str, unit: Unit | None = None) -> str:
+        return f"{self.folder(unit or self.runs[name])}/seed{seed}"
+
+    def stage_dir(self, run: Unit, stage: str, seed: int | str) -> str:
+        """The same-seed run folder of ``stage`` as the run ``run`` depends on it (under its own config)."""
+        return self.run_dir(stage, seed, run_unit(run.config, stage))
+
+    def tables(self, *names: str) -> list[str]:
+        return [f"{self.root}/tables/{name}.csv" for name in names]
+
+    # ----- what a job reads -----
+    def data_manifest(self, name: str) -> str:
+        """The manifest of the prepared dataset that run ``name`` (a method or a sweep point) reads."""
+        return f"{self.folder(self.run_data[name])}/manifest.json"
+
+    def init_checkpoint(self, run: Unit, seed: int | str) -> list[str]:
+        """The model.pt a warm-started method (``init_from``) starts from, same seed; [] otherwise."""
+        source = run.config["methods"][run.name].get("init_from")
+        return [f"{self.stage_dir(run, source, seed)}/model.pt"] if source else []
+
+    def stage_models(self, run: Unit, seed: int | str) -> list[str]:
+        """The model.pt files a method's evaluation loads: its own, or a re-ranker's first and second stage's."""
+        if self.kinds.get(run.name) == "rerank":
+            entry = run.config["methods"][run.name]
+            return [f"{self.stage_dir(run, entry[which], seed)}/model.pt" for which in ("first", "second")]
+        return [f"{self.run_dir(run.name, seed, run)}/model.pt"]
+
+    def train_priority(self, run: Unit) -> int:
+        """Scheduling order of training jobs (higher first): a method others warm-start from, then a warm-started
+        one, then the rest, so a warm-started chain does not start last and train alone on one core."""
+        if run.name in self.warm_started_from:
+            return 2
+        return 1 if run.config["methods"][run.name].get("init_from") else 0
+
+    # ----- what the aggregate steps read -----
+    def metrics_files(self) -> list[str]:
+        """Every metrics.json the tables read: trained, re-ranked and external methods, every seed."""
+        return [f"{self.run_dir(m, s)}/metrics.json" for m in self.methods for s in self.seeds]
+
+    def run_logs(self) -> list[str]:
+        """The trained runs' training and validation logs (training cost and curves)."""
+        logs = ("train_log.csv", "val_log.csv")
+        return [f"{self.run_dir(m, s)}/{log}" for m in self.trained for s in self.seeds for log in logs]
+
+    def rerank_sweeps(self) -> list[str]:
+        return [f"{self.run_dir(m, s)}/rerank_sweep.csv" for m in self.rerank for s in self.seeds]
+
+    def test_runs(self) -> list[tuple[str, str]]:
+        """(method, run folder) of every run with per-query test ranks (trained and re-ranked; not external)."""
+        return [(m, self.run_dir(m, s)) for m in self.trained + self.rerank for s in self.seeds]
+
+    def budget_tests(self) -> list[tuple[str, str, str]]:
+        """(method, val folder of the run, val folder of its longer run) per method and plateau seed."""
+        seeds = self.config["plateau"]["seeds"]
+        return [
+            (m, f"{self.run_dir(m, s)}/val", f"{self.run_dir(m, s, self.long[m])}/val")
+            for m in self.trained
+            for s in seeds
+        ]
+
+    def latency_files(self) -> list[str]:
+        """latency.csv of every method: measured by the latency rule, or written by an external method's rule."""
+        seed = self.latency_seed
+        measured = [f"{self.folder(self.latency[m])}/seed{seed}/latency.csv" for m in self.trained + self.rerank]
+        return measured + [f"{self.run_dir(m, seed)}/latency.csv" for m in self.external]
+
+    def throughput_files(self) -> list[str]:
+        return [f"{self.folder(self.throughput[m])}/throughput.csv" for m in self.trained]
+
+    def sweep_run_dirs(self) -> list[str]:
+        return [self.run_dir(name, s) for name in self.sweep_configs for s in self.config["sweep"]["seeds"]]
+
+    def section_tables(self, section: str) -> list[str]:
+        """The tables an optional section adds (its outputs in the report and the default target)."""
+        if section == "sweep" and not self.sweep_configs:
+            raise ValueError(
+                f"sweep.method={self.config['sweep']['method']!r} is not a configured method: nothing to sweep"
+            )
+        return self.tables(
+            *{
+                "plateau": ["convergence"],
+                "latency": ["latency", "latency_vs_gallery", "recall_latency"],
+                "throughput": ["throughput", "loss_throughput"],
+                "sweep": ["frame_sweep", "sweep_curves"],
+            }[section]
+        )
+
+    def enabled_tables(self) -> list[str]:
+        return [t for s in OPTIONAL_SECTIONS if self.config[s]["enabled"] for t in self.section_tables(s)]
+
+    def report_tables(self) -> list[str]:
+        """The tables the report renders: the aggregate's, and each enabled optional step's (nothing else)."""
+        tables = self.tables("summary", "runs", "curves", "train_curves", "comparisons")
+        tables += self.tables("rerank_sweep") if self.rerank else []
+        return tables + self.enabled_tables()
+
+    def report_benchmarks(self) -> list[str]:
+        """Snakemake's benchmark files of this config's jobs (the report's wall time per step)."""
+        bench = f"{self.root}/benchmarks"
+        files = [f"{bench}/prepare/{self.data.name}-{self.data.fp}.tsv"]
+        for m in self.trained:
+            for s in self.seeds:
+                files += [f"{bench}/{rule}/{m}-{self.runs[m].fp}-seed{s}.tsv" for rule in ("train", "evaluate")]
+        files += [f"{bench}/rerank/{m}-{self.runs[m].fp}-seed{s}.tsv" for m in self.rerank for s in self.seeds]
+        return files
+
+    def final_output(self) -> list[str]:
+        return [f"{self.root}/report.html", *self.enabled_tables()]

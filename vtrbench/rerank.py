@@ -28,15 +28,20 @@ import torch
 from torch import Tensor
 
 from vtrbench import resultfiles
+from vtrbench.candidates import merge, top_candidates
 from vtrbench.data.records import SplitData, load_split
-from vtrbench.methods import Batch, EmbeddingMethod, Features, PairMethod, RetrievalMethod
+from vtrbench.device import start
+from vtrbench.encoding import Encoded, encode_stage
+from vtrbench.evaluate import Evaluation, write_results
+from vtrbench.methods import Batch, EmbeddingMethod, PairMethod, RetrievalMethod
 from vtrbench.metrics import pairwise_accuracy, retrieval_metrics
+from vtrbench.runs import load_trained
 
 
 @dataclass
 class RerankOptions:
-    first: str = "dual_seq"  # configured embedding method that retrieves the candidates
-    second: str = "cross_encoder"  # configured pair method that re-scores them
+    first: str  # configured embedding method that retrieves the candidates
+    second: str  # configured pair method that re-scores them
     k: list[int] = field(default_factory=lambda: [5, 10, 20, 50])  # depths tried on val
     weights: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0, 2.0])  # w of the first-stage score
 
@@ -61,42 +66,6 @@ def options_of(entry: dict[str, Any]) -> RerankOptions:
     return RerankOptions(**{k: v for k, v in entry.items() if k != "class"})
 
 
-def merge(first: Tensor, second: Tensor, candidates: Tensor) -> Tensor:
-    """Scores whose ranking is the re-ranked list.
-
-    Args:
-        first: [n_text, n_video] first-stage scores.
-        second: [n_text, k] final scores of ``candidates``.
-        candidates: [n_text, k] video indices, the first stage's top k.
-
-    Returns:
-        [n_text, n_video]: the candidates get ``second`` shifted above every other video's first-stage score;
-        the others keep ``first`` (their order and ties are the first stage's).
-    """
-    out = first.clone()
-    inside = torch.zeros_like(first, dtype=torch.bool).scatter_(1, candidates, True)
-    rest_max = first.masked_fill(inside, float("-inf")).amax(1, keepdim=True)  # [n_text, 1]
-    rest_max = torch.where(torch.isfinite(rest_max), rest_max, torch.zeros_like(rest_max))  # k = n_video
-    shift = rest_max - second.amin(1, keepdim=True) + 1.0  # [n_text, 1]
-    out.scatter_(1, candidates, second + shift)
-    return out
-
-
-def top_candidates(first: Tensor, k: int) -> Tensor:
-    """[n_text, k] indices of the first stage's top k (stable: a tie keeps the lower video index first)."""
-    order = torch.sort(first, dim=1, descending=True, stable=True).indices
-    return order[:, : min(k, first.shape[1])]
-
-
-@dataclass
-class Stage:
-    """A loaded stage with its features on one split."""
-
-    method: RetrievalMethod
-    queries: Features
-    gallery: Features
-
-
 @dataclass
 class SplitScores:
     """Everything the (k, w) grid needs on one split: first-stage scores, candidates, pair scores of them."""
@@ -117,7 +86,7 @@ def check_stages(first: RetrievalMethod, second: RetrievalMethod, opts: RerankOp
 
 
 @torch.no_grad()
-def split_scores(first: Stage, second: Stage, split: SplitData, kmax: int) -> SplitScores:
+def split_scores(first: Encoded, second: Encoded, split: SplitData, kmax: int) -> SplitScores:
     first_method, pair = first.method, second.method
     assert isinstance(first_method, EmbeddingMethod) and isinstance(pair, PairMethod)
     scores = first_method.score(first.queries, first.gallery).float()  # [n_text, n_video]
@@ -162,7 +131,7 @@ def choose(table: pd.DataFrame) -> tuple[int, float]:
     return int(best["k"]), float(best["weight"])
 
 
-def interaction_view(second: Stage, scores: SplitScores, k: int) -> dict[str, Any]:
+def interaction_view(second: Encoded, scores: SplitScores, k: int) -> dict[str, Any]:
     """What the joint model alone knows: pairwise accuracy over every caption's group pairs, and its re-rank R@1."""
     split = scores.split
     pair = second.method
@@ -200,13 +169,8 @@ def evaluate_rerank(
 ) -> dict[str, Any]:
     """Choose (k, w) of re-ranker ``name`` on val, evaluate it on test; writes metrics.json, ranks.parquet and
     rerank_sweep.csv under ``out_dir``."""
-    from vtrbench.evaluate import Evaluation, encode_gallery, encode_queries, write_results
-    from vtrbench.runs import load_trained, pick_device, split_tokens
-
     opts = options_of(config["methods"][name])
-    torch.set_num_threads(config["train"]["threads"])
-    device = pick_device(config["train"]["device"])
-    frames, batch = config["eval"]["frames"], config["eval"]["batch_size"]
+    device = start(config["train"]["threads"], config["train"]["device"])
     setups = [
         load_trained(config, m, seed, data_dir, p) for m, p in ((opts.first, first_model), (opts.second, second_model))
     ]
@@ -215,13 +179,7 @@ def evaluate_rerank(
     scores, stages = {}, {}
     for split_name in ("val", "test"):
         split = load_split(data_dir, split_name)
-        loaded = []
-        for setup in setups:
-            method = setup.method.to(device)
-            gallery = {k: v.to(device) for k, v in encode_gallery(method, split, frames, batch, device).items()}
-            tokens = split_tokens(setup, split)
-            queries = {k: v.to(device) for k, v in encode_queries(method, tokens, batch, device).items()}
-            loaded.append(Stage(method, queries, gallery))
+        loaded = [encode_stage(setup, split, device) for setup in setups]
         stages[split_name] = loaded
         scores[split_name] = split_scores(loaded[0], loaded[1], split, kmax)
     table = sweep(scores, opts)

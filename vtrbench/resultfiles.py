@@ -187,3 +187,30 @@ def read_optional_csv(path: str | Path | None) -> pd.DataFrame:
     if path is None:
         return pd.DataFrame()
     return read_csv(path)
+
+
+def read_parquet(path: str | Path, required: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A parquet result file with its ``required`` columns; a missing or malformed file names itself."""
+    path = Path(path)
+    try:
+        frame = pd.read_parquet(path)
+    except (OSError, ValueError) as err:
+        raise ResultFileError(f"{path}: not a readable parquet file ({err})") from err
+    missing = [c for c in required if c not in frame]
+    if missing:
+        raise ResultFileError(f"{path}: column(s) {', '.join(missing)} missing")
+    return frame
+
+
+def read_t2v_hits(folder: str | Path) -> pd.Series:
+    """Per-query t2v R@1 outcomes (100 = the positive ranked first, else 0) by caption index, from a run folder's
+    ``ranks.parquet`` (the paired comparisons and the budget test read it this way)."""
+    ranks = read_parquet(Path(folder) / "ranks.parquet", ("direction", "query", "rank"))
+    t2v = ranks[ranks.direction == "t2v"]
+    return pd.Series((t2v["rank"].to_numpy() == 1).astype(float) * 100, index=t2v["query"].to_numpy())
+
+
+def read_pairwise(folder: str | Path) -> pd.DataFrame | None:
+    """A run folder's ``pairwise.parquet`` (one row per hard-negative comparison), or None when it has none."""
+    path = Path(folder) / "pairwise.parquet"
+    return read_parquet(path, ("query", "negative", "outcome")) if path.exists() else None

@@ -26,12 +26,6 @@ from vtrbench.methods import RetrievalMethod, build_method
 from vtrbench.pretrained import load_tokenizer
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device is 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
-    return torch.device("cuda" if name in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
-
-
 def git_commit() -> str:
     """The commit of the code that runs (recorded in every checkpoint, so results name the code they came from)."""
     try:
@@ -105,13 +99,17 @@ def run_identity(config: dict[str, Any], method_name: str, seed: int) -> dict[st
 
 
 def effective_train(config: dict[str, Any], method: RetrievalMethod) -> dict[str, Any]:
-    """``train`` as this method trains: the config's section with the method's own overrides (e.g. its steps)."""
-    return {**config["train"], **method.train_overrides()}
+    """``train`` as this method trains: the config's section with the method's own overrides (e.g. its steps),
+    its steps times the config's ``budget_factor`` (the budget test's longer runs, ``vtrbench.plan.longer``)."""
+    train = {**config["train"], **method.train_overrides()}
+    return {**train, "steps": train["steps"] * config.get("budget_factor", 1)}
 
 
 def resolved_config(config: dict[str, Any], method: RetrievalMethod) -> dict[str, Any]:
-    """The config as the run used it (stored in model.pt): the method's overrides applied to ``train``."""
-    return {**config, "train": effective_train(config, method)}
+    """The config as the run used it (stored in model.pt): the method's overrides and the budget factor applied to
+    ``train`` (so applying them again changes nothing)."""
+    rest = {k: v for k, v in config.items() if k != "budget_factor"}
+    return {**rest, "train": effective_train(config, method)}
 
 
 def load_checkpoint(path: Path, identity: dict[str, Any]) -> dict[str, Any]:

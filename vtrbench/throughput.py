@@ -8,9 +8,9 @@ measured the same way.
 
 Inputs are random: a random-init method (built by ``vtrbench.train.build``, as in training) on random uint8 frames of
 the dataset's resolution and captions of the val split (weights and pixel values do not change the time). Timing
-follows the house recipe (docs/style.md §7.14): ``warmup`` calls discarded, ``cuda.synchronize()`` before reading
-the clock, ``time.perf_counter_ns()``, one raw row per call with device, dtype and batch size; medians and p95 are
-computed at aggregation (:func:`summarize`).
+is ``vtrbench.timing``'s: ``warmup`` calls discarded, ``cuda.synchronize()`` before reading the clock,
+``time.perf_counter_ns()``, one raw row per call with device, dtype and batch size; medians and p95 are computed at
+aggregation (``vtrbench.report.throughput``).
 
 Phases timed per grid point (B, M) and repeat (interleaved, so every ratio is paired):
     step      the trainer's step (``vtrbench.train.logged_step``): LR, loss forward, backward, clipping, AdamW
@@ -32,15 +32,16 @@ import resource
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
 from vtrbench import resultfiles
+from vtrbench.data.batches import random_batch
 from vtrbench.data.records import load_split
+from vtrbench.device import autocast, pick_device, start
 from vtrbench.methods import resolve
-from vtrbench.runs import build, pick_device, split_tokens
+from vtrbench.runs import build, split_tokens
 from vtrbench.timing import synchronize, time_once
 from vtrbench.train import logged_step, make_optimizer
 
@@ -88,25 +89,6 @@ def _peak_mb(device: torch.device, kind: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
-# ----- inputs -----
-def timed_methods(config: dict[str, Any]) -> list[str]:
-    """The config's methods that train (kind ``embedding`` or ``pair``); a re-ranker combines trained ones."""
-    return [name for name, entry in config["methods"].items() if resolve(entry["class"]).kind in ("embedding", "pair")]
-
-
-def random_batch(tokens: Any, batch_size: int, frames: int, resolution: int, generator: torch.Generator) -> dict:
-    """A training batch of random uint8 frames [B, M, H, W, 3], B real captions, groups of 4 (as SynthVTT)."""
-    B = batch_size
-    idx = torch.randint(0, tokens.input_ids.shape[0], (B,), generator=generator).numpy()
-    tok = tokens[idx]
-    return {
-        "frames": torch.randint(0, 256, (B, frames, resolution, resolution, 3), dtype=torch.uint8, generator=generator),
-        "input_ids": tok.input_ids,
-        "attention_mask": tok.attention_mask,
-        "group_id": torch.arange(B, dtype=torch.int32) // 4,
-    }
-
-
 # ----- method-level benchmark -----
 def measure_method(
     config: dict[str, Any],
@@ -119,8 +101,7 @@ def measure_method(
 ) -> pd.DataFrame:
     """Raw rows (``RAW_COLUMNS``): one per (frames, batch size, phase, repeat) for ``method_name``."""
     tcfg = config["train"]
-    torch.set_num_threads(tcfg["threads"])
-    device = pick_device(tcfg["device"])
+    device = start(tcfg["threads"], tcfg["device"])
     torch.manual_seed(0)
     setup = build(config, method_name, data_dir)
     method = setup.method.to(device).train()
@@ -150,12 +131,12 @@ def measure_method(
 
     @torch.no_grad()
     def forward(batch: dict) -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        with autocast(device, amp):
             method.loss(batch)
 
     @torch.no_grad()
     def encode(batch: dict) -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        with autocast(device, amp):
             method.encode_videos(batch["frames"])
             method.encode_texts(batch["input_ids"], batch["attention_mask"])
 
@@ -234,53 +215,6 @@ def measure_losses(
     return pd.DataFrame(rows, columns=LOSS_COLUMNS)
 
 
-# ----- aggregation -----
-def _p95(x: pd.Series) -> float:
-    return float(np.percentile(x, 95))
-
-
-def summarize(raw: pd.DataFrame) -> pd.DataFrame:
-    """Medians per (method, frames, batch size) of the raw rows.
-
-    Columns: method, method_class, kind, loss, frames, batch_size, device, dtype, threads, reps, step_ms,
-    step_ms_p95, clips_per_s (B / median step), bare_ms, overhead (median over repeats of step / bare, paired),
-    forward_ms, encode_ms, head_ms (median over repeats of forward - encode), loss_share (head_ms / forward_ms),
-    peak_mem_mb (the step phase's peak).
-    """
-    keys = ["method", "method_class", "kind", "loss", "frames", "batch_size", "device", "dtype", "threads"]
-    wide = raw.pivot_table(index=[*keys, "rep"], columns="phase", values="ms", aggfunc="first").reset_index()
-    wide["head"] = wide["forward"] - wide["encode"]
-    if "bare" not in wide:
-        wide["bare"] = np.nan
-    wide["ratio"] = wide["step"] / wide["bare"]
-    grouped = wide.groupby(keys, sort=False)
-    table = grouped.agg(
-        reps=("rep", "nunique"),
-        step_ms=("step", "median"),
-        step_ms_p95=("step", _p95),
-        bare_ms=("bare", "median"),
-        overhead=("ratio", "median"),
-        forward_ms=("forward", "median"),
-        encode_ms=("encode", "median"),
-        head_ms=("head", "median"),
-    ).reset_index()
-    table["clips_per_s"] = table["batch_size"] / (table["step_ms"] / 1000.0)
-    table["loss_share"] = table["head_ms"] / table["forward_ms"]
-    peak = raw[raw.phase == "step"].groupby(keys, sort=False)["peak_mem_mb"].max().reset_index()
-    table = table.merge(peak, on=keys, how="left")
-    return table.sort_values(["method", "frames", "batch_size"], ignore_index=True)
-
-
-def summarize_losses(raw: pd.DataFrame) -> pd.DataFrame:
-    """Median / p95 ms per (loss, frames, batch size), and ``gees_over_nce`` = median GEES / median NCE."""
-    keys = ["loss", "frames", "batch_size", "dim", "device", "dtype", "threads"]
-    table = raw.groupby(keys, sort=False)["ms"].agg(reps="count", ms="median", ms_p95=_p95).reset_index()
-    nce = table[table.loss == "nce"].set_index(["frames", "batch_size"])["ms"]
-    ratio = [ms / nce.get((f, b), np.nan) for f, b, ms in zip(table.frames, table.batch_size, table.ms, strict=True)]
-    table["gees_over_nce"] = np.where(table.loss == "gees", ratio, np.nan)
-    return table.sort_values(["loss", "frames", "batch_size"], ignore_index=True)
-
-
 def run_throughput(config: dict[str, Any], method_name: str, data_dir: str | Path, out: str | Path) -> pd.DataFrame:
     """Measure one method over ``config['throughput']``'s grid; write the raw rows to ``out`` (CSV)."""
     t = config["throughput"]
@@ -305,16 +239,3 @@ def run_loss_throughput(config: dict[str, Any], out: str | Path) -> pd.DataFrame
     )
     resultfiles.write_csv(raw, out)
     return raw
-
-
-def aggregate_throughput(method_files: list[str | Path], loss_file: str | Path, tables: str | Path) -> pd.DataFrame:
-    """``throughput.csv`` (medians per method and grid point) and ``loss_throughput.csv``."""
-    if not method_files:
-        raise FileNotFoundError("no throughput.csv files given: run the throughput step first")
-    raw = pd.concat([resultfiles.read_csv(p, ("method", "phase", "ms")) for p in method_files], ignore_index=True)
-    table = summarize(raw)
-    loss_raw = resultfiles.read_csv(loss_file, ("loss", "ms"))
-    loss_table = summarize_losses(loss_raw) if len(loss_raw) else pd.DataFrame(columns=LOSS_COLUMNS)
-    resultfiles.write_csv(table, Path(tables) / "throughput.csv")
-    resultfiles.write_csv(loss_table, Path(tables) / "loss_throughput.csv")
-    return table

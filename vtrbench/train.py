@@ -32,6 +32,7 @@ from tqdm import tqdm
 from vtrbench import distributed, resultfiles
 from vtrbench.data.batches import TrainBatches
 from vtrbench.data.records import load_split
+from vtrbench.device import autocast, start
 from vtrbench.evaluate import evaluate, validation_score
 from vtrbench.methods import RetrievalMethod
 from vtrbench.runs import (
@@ -39,7 +40,6 @@ from vtrbench.runs import (
     effective_train,
     git_commit,
     load_checkpoint,
-    pick_device,
     resolved_config,
     run_identity,
     split_tokens,
@@ -83,8 +83,7 @@ def param_groups(method: RetrievalMethod, config: dict[str, Any]) -> list[dict[s
 
 
 def make_optimizer(method: RetrievalMethod, config: dict[str, Any], lr: float) -> torch.optim.AdamW:
-    """AdamW over :func:`param_groups`; the fused kernel (one call per group instead of a loop over tensors:
-    1.04-1.16x per step here, ../shared/docs/environment.md) wherever the parameters' device has one."""
+    """AdamW over :func:`param_groups`, with the fused kernel (one call per group instead of a loop over tensors)."""
     return torch.optim.AdamW(param_groups(method, config), lr=lr, fused=True)
 
 
@@ -106,8 +105,7 @@ def train_step(
 
     The trainer, the throughput benchmark and the device check all call this, so they time and train the same step.
     """
-    device_type = next(iter(batch.values())).device.type
-    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp and device_type == "cuda"):
+    with autocast(next(iter(batch.values())).device, amp):
         terms = loss_fn(batch)
     loss = sum(v for k, v in terms.items() if k.endswith("_loss"))
     optimizer.zero_grad(set_to_none=True)
@@ -199,8 +197,8 @@ def train(
     """
     files = RunFiles(Path(out_dir))
     check_writable(files.out)
-    torch.set_num_threads(config["train"]["threads"])
-    ctx = distributed.init_from_env(pick_device(config["train"]["device"]))  # torchrun: this rank's device
+    device = start(config["train"]["threads"], config["train"]["device"])
+    ctx = distributed.init_from_env(device)  # under torchrun: this rank's own device
     torch.manual_seed(seed)
     setup = build(config, method_name, data_dir)
     method = setup.method.to(ctx.device)
@@ -217,7 +215,7 @@ def train(
     val_tokens = split_tokens(setup, val_split)
 
     def validate(step: int) -> dict[str, Any]:
-        return _validate(method, val_split, val_tokens, config, tcfg, ctx.device, method_name)
+        return _validate(method, val_split, val_tokens, resolved_config(config, method), ctx.device, method_name)
 
     warm = bool(config["methods"][method_name].get("init_from"))  # the warm start itself is a candidate: step 0
     _loop(method, optimizer, batches, tcfg, ctx, state, files, identity, config, validate, validate_start=warm)
@@ -248,18 +246,11 @@ def _resume(
 
 
 def _validate(
-    method: RetrievalMethod,
-    split: Any,
-    tokens: Any,
-    config: dict[str, Any],
-    tcfg: dict[str, Any],
-    device: torch.device,
-    name: str,
+    method: RetrievalMethod, split: Any, tokens: Any, config: dict[str, Any], device: torch.device, name: str
 ) -> dict[str, Any]:
-    """Validation metrics of the current weights (the selection number under ``val``)."""
-    frames, batch = config["eval"]["frames"], config["eval"]["batch_size"]
-    result = evaluate(method, split, tokens, frames, batch, device, name, amp=tcfg["amp"], shortlist=True).metrics
-    return {"val": validation_score(result, tcfg["val_metric"]), "metrics": result}
+    """Validation metrics of the current weights (``config``: as this method trains) and the selection number."""
+    result = evaluate(method, split, tokens, config, device, name, shortlist=True).metrics
+    return {"val": validation_score(result, config["train"]["val_metric"]), "metrics": result}
 
 
 def _loop(
@@ -278,7 +269,7 @@ def _loop(
     """Steps ``state.step .. total``: LR, step, log; validation and checkpoint every ``eval_every`` steps (and at
     step 0 when ``validate_start``: a warm start that fine-tuning only hurts is then what gets selected)."""
     total, device = tcfg["steps"], ctx.device
-    amp = tcfg["amp"] and device.type == "cuda"
+    amp = tcfg["amp"]
     loss_fn = distributed.loss_fn(method, ctx)  # method.loss, DDP-wrapped when several processes
     parameters = [p for p in method.parameters() if p.requires_grad]
     shard = functools.partial(distributed.rank_batch, batches, ctx.world_size, ctx.rank, len(batches.units[0]))

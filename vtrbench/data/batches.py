@@ -115,3 +115,18 @@ def eval_clips(split: SplitData, start: int, stop: int, frames: int) -> Tensor:
     idx = sample_indices(split.frames.shape[1], frames, "uniform")
     clips = split.frames[np.arange(start, stop)][:, idx]
     return torch.from_numpy(np.ascontiguousarray(clips))
+
+
+def random_batch(tokens: Tokens, batch_size: int, frames: int, resolution: int, generator: torch.Generator) -> dict:
+    """A training batch for timing: random uint8 frames [B, M, H, W, 3], B captions drawn from ``tokens``, hard-
+    negative groups of 4 (as SynthVTT). Weights and pixel values do not change a step's time, so the throughput
+    benchmark and the device check time steps on these instead of real clips."""
+    idx = torch.randint(0, tokens.input_ids.shape[0], (batch_size,), generator=generator).numpy()
+    tok = tokens[idx]
+    shape = (batch_size, frames, resolution, resolution, 3)
+    return {
+        "frames": torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator),
+        "input_ids": tok.input_ids,
+        "attention_mask": tok.attention_mask,
+        "group_id": torch.arange(batch_size, dtype=torch.int32) // 4,
+    }

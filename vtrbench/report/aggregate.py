@@ -15,20 +15,37 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from vtrbench import resultfiles
 
+WARMUP_STEPS = 10  # training steps left out of the median step time (allocator and thread warm-up)
+
+
+def training_speed(train_log: pd.DataFrame, warmup: int = WARMUP_STEPS) -> dict[str, float]:
+    """The suite's one estimate of training speed from a ``train_log.csv``: the median step time (``step_ms``,
+    from the cumulative ``train_seconds``, which exclude evaluation) and the median ``samples_per_s``
+    (``clips_per_s``) over the steps after ``warmup`` (every step of a run that has no more), and the total
+    ``train_seconds``."""
+    log = train_log.sort_values("step")
+    seconds = log["train_seconds"].to_numpy(dtype=float)
+    per_step = np.diff(np.concatenate([[0.0], seconds]))
+    rate = log["samples_per_s"].to_numpy(dtype=float)
+    kept = slice(warmup, None) if len(per_step) > warmup else slice(None)
+    return {
+        "step_ms": 1000.0 * float(np.median(per_step[kept])),
+        "clips_per_s": float(np.median(rate[kept])),
+        "train_seconds": float(seconds[-1]),
+    }
+
 
 def training_cost(train_log: pd.DataFrame) -> dict[str, float]:
-    """``train_clips_per_s``: median of the logged ``samples_per_s`` (videos per second of optimiser steps);
-    ``train_seconds``: cumulative training time at the last logged step."""
+    """``train_clips_per_s`` and ``train_seconds`` of a run (:func:`training_speed`), as runs.csv names them."""
     if train_log.empty:
         return {}
-    return {
-        "train_clips_per_s": float(train_log["samples_per_s"].median()),
-        "train_seconds": float(train_log["train_seconds"].iloc[-1]),
-    }
+    speed = training_speed(train_log)
+    return {"train_clips_per_s": speed["clips_per_s"], "train_seconds": speed["train_seconds"]}
 
 
 def summarize_runs(runs: pd.DataFrame) -> pd.DataFrame:
@@ -67,7 +84,9 @@ def aggregate(
     for path in map(Path, metrics_files):
         row = resultfiles.flatten_metrics(resultfiles.read_metrics(path))
         if path.parent in train_logs:
-            log = resultfiles.read_csv(train_logs[path.parent], ("samples_per_s", "train_seconds"), "train_log.csv")
+            log = resultfiles.read_csv(
+                train_logs[path.parent], ("step", "samples_per_s", "train_seconds"), "train_log.csv"
+            )
             row |= training_cost(log)
             losses.append(log[["step", "loss", "train_seconds"]].assign(method=row["method"], seed=row["seed"]))
         if path.parent in val_logs:

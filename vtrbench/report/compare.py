@@ -110,10 +110,10 @@ def verdict(row: pd.Series, unit: str = "") -> str:
 # ----- reading the runs' per-query files ----------------------------------------------------------------------------
 
 
-def run_outcomes(ranks: pd.DataFrame, pairwise: pd.DataFrame | None) -> dict[str, pd.Series]:
-    """metric -> outcome per query id, from one run's ranks.parquet (t2v rows) and pairwise.parquet."""
-    t2v = ranks[ranks.direction == "t2v"]
-    out = {"t2v_R@1": pd.Series((t2v["rank"].to_numpy() == 1).astype(float) * 100, index=t2v["query"].to_numpy())}
+def run_outcomes(folder: Path) -> dict[str, pd.Series]:
+    """metric -> outcome per query id, from one run folder's ranks.parquet (t2v rows) and pairwise.parquet."""
+    out = {"t2v_R@1": resultfiles.read_t2v_hits(folder)}
+    pairwise = resultfiles.read_pairwise(folder)
     if pairwise is not None and len(pairwise):
         for kind, rows in pairwise.groupby("negative"):
             # a query compares against each negative of its type once per direction: average them per query
@@ -128,9 +128,7 @@ def method_outcomes(runs: dict[str, list[Path]]) -> dict[str, dict[str, Outcomes
         per_seed = []
         seeds = tuple(int(Path(f).name.removeprefix("seed")) for f in folders)
         for folder in folders:
-            ranks = pd.read_parquet(folder / "ranks.parquet")
-            pairwise = pd.read_parquet(folder / "pairwise.parquet") if (folder / "pairwise.parquet").exists() else None
-            per_seed.append(run_outcomes(ranks, pairwise))
+            per_seed.append(run_outcomes(Path(folder)))
         metrics = set.intersection(*(set(s) for s in per_seed))
         out[method] = {}
         for metric in sorted(metrics):

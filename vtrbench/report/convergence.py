@@ -24,16 +24,9 @@ COLUMNS = ["method", "steps", "steps_long", "val_R@1", "val_R@1_long", "gain", "
 COLUMNS += ["queries", "still_improving"]
 
 
-def val_r1(folder: Path) -> pd.Series:
-    """Per-query t2v R@1 outcomes (%) of a run's val evaluation (``{run}/seed{s}/val/ranks.parquet``)."""
-    ranks = pd.read_parquet(folder / "ranks.parquet")
-    t2v = ranks[ranks.direction == "t2v"]
-    return pd.Series((t2v["rank"].to_numpy() == 1) * 100.0, index=t2v["query"].to_numpy())
-
-
 def budget_test(method: str, short: list[Path], long: list[Path]) -> dict[str, object]:
     """One row of ``convergence.csv`` from the val folders of the shorter and the longer runs (one per seed)."""
-    a, b = [val_r1(f) for f in long], [val_r1(f) for f in short]
+    a, b = [resultfiles.read_t2v_hits(f) for f in long], [resultfiles.read_t2v_hits(f) for f in short]
     queries = sorted(set.intersection(*(set(s.index) for s in a + b)))
     xa = np.stack([s.reindex(queries).to_numpy() for s in a])
     xb = np.stack([s.reindex(queries).to_numpy() for s in b])

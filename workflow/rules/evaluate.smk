@@ -11,7 +11,7 @@ rule evaluate:
         data=input_dir("manifest"),
         out=output_dir("metrics"),
     wildcard_constraints:
-        name="|".join(TRAINED + list(SWEEP_CONFIGS)) or "^$",
+        name="|".join(TRAINED + SWEEP_POINTS) or "^$",
     threads: 1
     resources:
         **gpu_resources(1),
@@ -37,12 +37,15 @@ rule evaluate_val:
     output:
         metrics=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/val/metrics.json",
         ranks=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/val/ranks.parquet",
+        pairwise=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/val/pairwise.parquet",
     params:
         data=input_dir("manifest"),
         out=output_dir("metrics"),
     wildcard_constraints:
         name="|".join(TRAINED) or "^$",
     threads: 1
+    resources:
+        **gpu_resources(1),
     log:
         f"{ROOT}/logs/evaluate_val/{{name}}-{{fp}}-seed{{seed}}.log",
     message:
@@ -59,8 +62,8 @@ rule rerank:
     input:
         cfg=f"{ROOT}/runs/{{name}}/{{fp}}/config.json",
         manifest=data_manifest,
-        first=rerank_stage("first"),
-        second=rerank_stage("second"),
+        first=lambda w: stage_models(w)[0],
+        second=lambda w: stage_models(w)[1],
     output:
         metrics=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/metrics.json",
         ranks=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/ranks.parquet",
@@ -72,6 +75,8 @@ rule rerank:
     wildcard_constraints:
         name="|".join(RERANK) or "^$",
     threads: 1
+    resources:
+        **gpu_resources(1),
     log:
         f"{ROOT}/logs/rerank/{{name}}-{{fp}}-seed{{seed}}.log",
     benchmark:

@@ -4,15 +4,17 @@
 rule latency:
     input:
         cfg=f"{ROOT}/latency/{{name}}/{{fp}}/config.json",
-        manifest=f"{folder(DATA)}/manifest.json",
-        models=lambda w: stage_models(w.name, w.seed),
+        manifest=f"{PLAN.folder(DATA)}/manifest.json",
+        models=latency_models,
     output:
         latency=f"{ROOT}/latency/{{name}}/{{fp}}/seed{{seed}}/latency.csv",
     params:
         data=input_dir("manifest"),
     wildcard_constraints:
         name="|".join(TRAINED + RERANK) or "^$",
-    threads: workflow.cores  # alone on the machine while timing; torch uses latency.threads
+    threads: config["latency"]["threads"]
+    resources:
+        **timing_resources(),
     log:
         f"{ROOT}/logs/latency/{{name}}-{{fp}}-seed{{seed}}.log",
     message:
@@ -26,8 +28,8 @@ rule latency:
 
 rule tradeoff:
     input:
-        metrics=metrics_files(),
-        latency=latency_files(),
+        metrics=PLAN.metrics_files(),
+        latency=PLAN.latency_files(),
     output:
         table=f"{ROOT}/tables/latency.csv",
         online=f"{ROOT}/tables/latency_vs_gallery.csv",

@@ -1,9 +1,9 @@
 rule aggregate:
     input:
-        metrics=metrics_files(),
-        logs=run_logs(),
-        sweeps=rerank_sweeps(),
-        convergence=get_plateau_output() if PLATEAU["enabled"] else [],
+        metrics=PLAN.metrics_files(),
+        logs=PLAN.run_logs(),
+        sweeps=PLAN.rerank_sweeps(),
+        convergence=PLAN.section_tables("plateau") if config["plateau"]["enabled"] else [],
     output:
         runs=f"{ROOT}/tables/runs.csv",
         summary=report(
@@ -35,12 +35,12 @@ rule aggregate:
 # Paired statistics over seeds and test queries for every pair of methods (vtrbench/report/compare.py).
 rule compare:
     input:
-        ranks=[f"{d}/{f}.parquet" for _, d in test_runs() for f in ("ranks", "pairwise")],
+        ranks=[f"{d}/{f}.parquet" for _, d in PLAN.test_runs() for f in ("ranks", "pairwise")],
     output:
         table=f"{ROOT}/tables/comparisons.csv",
     params:
-        methods=[m for m, _ in test_runs()],
-        runs=[d for _, d in test_runs()],
+        methods=[m for m, _ in PLAN.test_runs()],
+        runs=[d for _, d in PLAN.test_runs()],
     log:
         f"{ROOT}/logs/compare.log",
     message:
@@ -55,14 +55,14 @@ rule compare:
 # The budget test: each trained method at factor x its steps, on plateau.seeds, compared on val.
 rule convergence:
     input:
-        short=[f"{s}/ranks.parquet" for _, s, _ in budget_tests()],
-        long=[f"{lg}/ranks.parquet" for _, _, lg in budget_tests()],
+        short=[f"{s}/{f}" for _, s, _ in PLAN.budget_tests() for f in ("ranks.parquet", "metrics.json")],
+        long=[f"{lg}/{f}" for _, _, lg in PLAN.budget_tests() for f in ("ranks.parquet", "metrics.json")],
     output:
         table=f"{ROOT}/tables/convergence.csv",
     params:
-        methods=[m for m, _, _ in budget_tests()],
-        short=[s for _, s, _ in budget_tests()],
-        long=[lg for _, _, lg in budget_tests()],
+        methods=[m for m, _, _ in PLAN.budget_tests()],
+        short=[s for _, s, _ in PLAN.budget_tests()],
+        long=[lg for _, _, lg in PLAN.budget_tests()],
     log:
         f"{ROOT}/logs/convergence.log",
     message:
@@ -76,11 +76,11 @@ rule convergence:
 
 rule report:
     input:
-        cfg=f"{folder(REPORT)}/config.json",
-        tables=report_tables,
-        manifest=f"{folder(DATA)}/manifest.json",
+        cfg=f"{PLAN.folder(REPORT)}/config.json",
+        tables=PLAN.report_tables(),
+        manifest=f"{PLAN.folder(DATA)}/manifest.json",
         ledger=local(os.path.join(workflow.basedir, "..", "data", "published.csv")),  # shipped file, never remote
-        benchmarks=report_benchmarks,
+        benchmarks=PLAN.report_benchmarks(),
     output:
         html=report(
             f"{ROOT}/report.html",

@@ -5,8 +5,9 @@
 
 rule sweep_aggregate:
     input:
-        metrics=[f"{d}/metrics.json" for d in sweep_run_dirs()],
-        logs=[f"{d}/{log}" for d in sweep_run_dirs() for log in ("train_log.csv", "val_log.csv")],
+        metrics=[f"{d}/metrics.json" for d in PLAN.sweep_run_dirs()],
+        logs=[f"{d}/{log}" for d in PLAN.sweep_run_dirs() for log in ("train_log.csv", "val_log.csv")],
+        configs=unit_configs(PLAN.sweep_run_dirs()),
         ledger=local(os.path.join(workflow.basedir, "..", "data", "published.csv")),  # shipped file, never remote
     output:
         table=f"{ROOT}/tables/frame_sweep.csv",
@@ -14,21 +15,20 @@ rule sweep_aggregate:
         curves=f"{ROOT}/tables/sweep_curves.csv",
         equal_cost=f"{ROOT}/tables/sweep_equal_cost.csv",
     params:
-        runs=sweep_run_dirs(),
-        batch_size=config["train"]["batch_size"],
+        runs=PLAN.sweep_run_dirs(),
         tables=output_dir("table"),
     log:
         f"{ROOT}/logs/sweep/aggregate.log",
     message:
-        "Sweep: aggregating {SWEEP[losses]} x frames {SWEEP[frames]} x seeds {SWEEP[seeds]}"
+        f"Sweep: aggregating {config['sweep']['losses']} x frames {config['sweep']['frames']} x seeds {config['sweep']['seeds']}"
     conda:
         "../envs/vtrbench.yaml"
     shell:
-        "python -m vtrbench.cli sweep-aggregate --runs {params.runs} --batch-size {params.batch_size} "
-        "--tables {params.tables} --ledger {input.ledger} > {log} 2>&1"
+        "python -m vtrbench.cli sweep-aggregate --runs {params.runs} --tables {params.tables} "
+        "--ledger {input.ledger} > {log} 2>&1"
 
 
 # The opt-in target: the sweep tables, and the report that draws them.
 rule sweep:
     input:
-        lambda w: get_sweep_output(),
+        lambda w: PLAN.section_tables("sweep"),

@@ -7,14 +7,16 @@
 rule throughput:
     input:
         cfg=f"{ROOT}/throughput/{{name}}/{{fp}}/config.json",
-        manifest=f"{folder(DATA)}/manifest.json",
+        manifest=f"{PLAN.folder(DATA)}/manifest.json",
     output:
         raw=f"{ROOT}/throughput/{{name}}/{{fp}}/throughput.csv",
     params:
         data=input_dir("manifest"),
     wildcard_constraints:
         name="|".join(TRAINED) or "^$",
-    threads: workflow.cores
+    threads: config["train"]["threads"]
+    resources:
+        **timing_resources(),
     log:
         f"{ROOT}/logs/throughput/{{name}}-{{fp}}.log",
     message:
@@ -28,10 +30,12 @@ rule throughput:
 
 rule throughput_losses:
     input:
-        cfg=f"{folder(LOSSES)}/config.json",
+        cfg=f"{PLAN.folder(LOSSES)}/config.json",
     output:
-        raw=f"{folder(LOSSES)}/loss_level.csv",
-    threads: workflow.cores
+        raw=f"{PLAN.folder(LOSSES)}/loss_level.csv",
+    threads: config["train"]["threads"]
+    resources:
+        **timing_resources(),
     log:
         f"{ROOT}/logs/throughput/losses-{LOSSES.fp}.log",
     message:
@@ -44,7 +48,7 @@ rule throughput_losses:
 
 rule throughput_aggregate:
     input:
-        files=throughput_files(),
+        files=PLAN.throughput_files(),
         losses=rules.throughput_losses.output.raw,
     output:
         table=f"{ROOT}/tables/throughput.csv",

@@ -13,7 +13,7 @@ rule train:
         init=lambda w, input: f"--init-from {input.init}" if input.init else "",
         launch=train_launcher,
     wildcard_constraints:
-        name="|".join(TRAINED + list(SWEEP_CONFIGS)) or "^$",
+        name="|".join(TRAINED + SWEEP_POINTS) or "^$",
     threads: config["train"]["threads"]
     priority: train_priority
     resources:

@@ -1,0 +1,48 @@
+"""The registered method classes by name, with their kind, importable without torch.
+
+The workflow plans its jobs from the kinds alone (an embedding or pair method is trained, a re-ranker combines
+two trained ones, an external method's files come from a user's rule), so the Snakemake process reads this table
+and never imports a method. ``vtrbench.methods.resolve`` imports the class itself when a job needs it;
+``tests/test_methods.py`` checks that each class's ``kind`` is the one written here.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# name -> ("module:Class", kind). Users may also give "my_package.module:MyMethod" directly (its kind is then read
+# from the class, which imports it).
+METHODS: dict[str, tuple[str, str]] = {
+    "dual_encoder": ("baselines.dual_encoder:DualEncoder", "embedding"),
+    "cret": ("cret.model:CRET", "embedding"),
+    "cross_encoder": ("baselines.cross_encoder:CrossEncoder", "pair"),
+    "rerank": ("vtrbench.rerank:Rerank", "rerank"),
+    "external": ("vtrbench.methods:ExternalMethod", "external"),
+}
+TRAINED_KINDS = ("embedding", "pair")  # kinds the suite trains and evaluates itself
+
+
+def target(class_name: str) -> str:
+    """``module:Class`` of a registered name (or of a ``module:Class`` given directly).
+
+    Raises:
+        ValueError: neither a registered name nor ``module:Class``, listing the registered ones.
+    """
+    entry = METHODS.get(class_name)
+    if entry is not None:
+        return entry[0]
+    if ":" not in class_name:
+        raise ValueError(f"unknown method class {class_name!r}; choose one of: {', '.join(sorted(METHODS))}")
+    return class_name
+
+
+def kind_of(class_name: str) -> str:
+    """The kind of a method class: from this table for a registered name, from the class for ``module:Class``."""
+    entry = METHODS.get(class_name)
+    if entry is not None:
+        return entry[1]
+    module_name, _, attr = target(class_name).partition(":")
+    try:
+        return str(getattr(importlib.import_module(module_name), attr).kind)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"cannot import method class {class_name!r}: {err}") from err
