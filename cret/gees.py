@@ -42,19 +42,9 @@ positive term enters as the logit 0 (not as a subtracted log(exp(.))), so large 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-
-
-@dataclass
-class GEESConfig:
-    """Options of the GEES loss (cret-spec §4); pass as ``gees_loss(t, h, s, **asdict(cfg))``."""
-
-    lam: float = 1.0  # ISDA covariance scale; 1 = the exact Jensen/MGF bound, 0 = InfoNCE on means [R]
-    chunk_size: int | None = None  # videos per chunk of the [chunk, B, M] projections; None = whole batch
 
 
 def _check_inputs(

@@ -68,10 +68,6 @@ def init_from_env(device: torch.device) -> Context:
     return Context(world_size=world_size, rank=rank, local_rank=local_rank, device=device)
 
 
-def is_main() -> bool:
-    return not dist.is_initialized() or dist.get_rank() == 0
-
-
 def barrier() -> None:
     """Wait for every rank (no-op for one process)."""
     if dist.is_initialized():
