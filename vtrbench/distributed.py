@@ -12,7 +12,7 @@ How a multi-GPU step equals a single-process step on the same global batch (test
    dL/dtheta, which the average keeps. No rescaling of the loss is needed.
 
 (CLIP4Clip's ``AllGather`` returns only the local slice of the gradient without the sum, which with DDP's average
-gives 1/W of the single-process encoder gradient: anchors.md §2.1.)
+gives 1/W of the single-process encoder gradient: docs/references.md §2.)
 
 Only rank 0 evaluates, logs and writes files; the others wait at :func:`barrier`.
 """
