@@ -9,7 +9,8 @@ linear score from JCLS. Video tokens (``video_tokens``):
 * ``patches``: the M temporal frame features + every frame's N patch tokens (M + M*N tokens: sees where each
   object is in each frame, order included, at several times the fusion cost).
 
-Recipe (ALBEF, Li et al. 2021 §3; BLIP, Li et al. 2022 §3.2; chosen on the val split, README "Cross-encoder"):
+Recipe (ALBEF, Li et al. 2021 §3; BLIP, Li et al. 2022 §3.2; each choice measured on the val split:
+docs/cross-encoder.md):
 
 * warm start from a trained embedding method (``init_from``: a dual encoder or CRET, same seed). That method is
   *embedded* here, on the same backbones: its own loss is kept as the contrastive term (ITC) beside the matching
@@ -22,9 +23,9 @@ Recipe (ALBEF, Li et al. 2021 §3; BLIP, Li et al. 2022 §3.2; chosen on the val
 * the score is the fusion head alone (``residual: false``); combining it with the first stage's score is the
   two-stage harness's job (``vtrbench.rerank``: ITM + w * ITC, w chosen on val), so nothing is counted twice.
 
-Cost (issue: timed at the speed its FLOPs allow): the last fusion layer computes only the JCLS output (the only one
-read), pairs are scored ``pair_chunk`` at a time (small enough for the caches), and no attention mask is built
-when a chunk has no padding (one query never has).
+Cost: the last fusion layer computes only the JCLS output (the only one read), pairs are scored ``pair_chunk`` at a
+time (small enough for the caches), and no attention mask is built when a chunk has no padding (one query never
+has). How far this is from the FLOP floor: docs/cross-encoder.md.
 
 It is a :class:`~vtrbench.methods.PairMethod`: ``encode_videos`` caches the video tokens once (offline) together
 with the first stage's gallery features; ``encode_texts`` the text tokens; ``score_candidates`` runs the fusion
@@ -65,7 +66,7 @@ class CrossEncoderOptions:
     val_k: int = 20  # validation re-scores the first stage's top val_k of every val caption
     eval_queries: int | None = 100  # test: a fixed seeded caption subset scored against the full gallery
     max_text_tokens: int = 64  # query token features are padded to this length so batches concatenate
-    pair_chunk: int = 64  # (query, video) pairs per fusion pass (64-128 fastest here: README "Cross-encoder")
+    pair_chunk: int = 64  # (query, video) pairs per fusion pass (docs/cross-encoder.md)
 
     def __post_init__(self) -> None:
         if self.video_tokens not in ("pooled", "patches"):
@@ -101,8 +102,8 @@ class FusionLayer(nn.Module):
         w, b = self.qkv.weight, self.qkv.bias
         q = F.linear(h[:, :Q], w[:D], b[:D]).view(P, Q, H, D // H).transpose(1, 2)  # [P, H, Q, D/H]
         kv = F.linear(h, w[D:], b[D:]).view(P, T, 2, H, D // H).permute(2, 0, 3, 1, 4)  # [2, P, H, T, D/H]
-        # attention as two batched matmuls: for these short sequences (T ~ 40) 1.8x faster on CPU than the fused
-        # scaled_dot_product_attention kernel (measured: README "Cross-encoder and re-ranking")
+        # attention as two batched matmuls rather than the fused scaled_dot_product_attention kernel: faster on CPU
+        # for these short sequences (T ~ 40; docs/cross-encoder.md)
         logits = torch.matmul(q * (D // H) ** -0.5, kv[0].transpose(-1, -2))  # [P, H, Q, T]
         if mask is not None:
             logits = logits.masked_fill(~mask[:, None, None, :], float("-inf"))

@@ -1,1 +1,1 @@
-"""CRET (SIGIR 2022) re-implementation: CCM module and GEES loss (see ../shared/docs/cret-spec.md)."""
+"""CRET (SIGIR 2022) re-implementation: CCM module and GEES loss (the design it follows: docs/cret.md)."""

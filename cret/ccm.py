@@ -1,12 +1,12 @@
-"""CCM: Cross-modal Correspondence Modeling (CRET, SIGIR 2022; cret-spec §3).
+"""CCM: Cross-modal Correspondence Modeling (CRET, SIGIR 2022; docs/cret.md §3).
 
-Facts [F] (paper Fig. 2 and Table 7, via cret-spec §1 and §3): K learnable centre queries, shared by both
+Facts [F] (paper Fig. 2 and Table 7; docs/cret.md §1 and §3): K learnable centre queries, shared by both
 modalities, are decoded against each modality's local features by a transformer decoder with weights shared
 across modalities; the K outputs live in an aligned space and are trained with an NCE loss. Table 7 ablates
 sharing the queries and sharing the decoder weights; both shared is best. Both switches are config
 fields here.
 
-Reconstructed [R] (cret-spec §3 "Reconstructed equations", anchored on GLSCL, cret-spec §8):
+Reconstructed [R] (docs/cret.md §3, following GLSCL, Zhang et al. 2024):
   * each decoder layer is PyTorch's ``nn.TransformerDecoderLayer``: query self-attention -> cross-attention
     over the memory (the "distance -> weight" step, text padding masked to -inf) -> FFN. We use
     ``norm_first=True`` (pre-LN) plus a final LayerNorm in ``nn.TransformerDecoder``, a ReLU FFN (the
@@ -33,10 +33,10 @@ MODALITIES = ("text", "video")
 
 @dataclass
 class CCMConfig:
-    """Configuration of the CCM module (cret-spec §3)."""
+    """Configuration of the CCM module (docs/cret.md §3)."""
 
-    dim: int = 64  # model width D (the text embedding dim; video tokens are projected to it, spec §2.4)
-    num_centres: int = 8  # K shared centre queries [R] (GLSCL default, spec §3)
+    dim: int = 64  # model width D (the text embedding dim; video tokens are projected to it, docs/cret.md §2)
+    num_centres: int = 8  # K shared centre queries [R] (GLSCL default, docs/cret.md §3)
     layers: int = 2  # decoder depth [R] (GLSCL uses 3)
     heads: int = 4  # attention heads; must divide dim [R]
     ffn_mult: int = 4  # FFN hidden width = ffn_mult * dim (standard transformer ratio) [R]
@@ -75,7 +75,7 @@ def _check_modality(modality: str) -> None:
 
 
 class CCM(nn.Module):
-    """K centre queries decoded against a modality's tokens; returns K unit-norm centre features (spec §3).
+    """K centre queries decoded against a modality's tokens; returns K unit-norm centre features (docs/cret.md §3).
 
     Parameters are stored under the key ``"shared"`` when shared, else under ``"text"`` and ``"video"``:
     ``centres[key]`` is [K, D] and ``decoders[key]`` an ``nn.TransformerDecoder``. Unsharing the queries adds
@@ -91,7 +91,7 @@ class CCM(nn.Module):
             {k: nn.Parameter(torch.empty(cfg.num_centres, cfg.dim)) for k in query_keys}
         )  # each [K, D]
         for p in self.centres.values():
-            nn.init.normal_(p, std=0.02)  # centre init std 0.02 (spec §9 sketch, DETR/GLSCL practice)
+            nn.init.normal_(p, std=0.02)  # centre init std 0.02 (DETR/GLSCL practice, docs/cret.md §3)
         self.decoders = nn.ModuleDict({k: _make_decoder(cfg) for k in weight_keys})
 
     def centres_for(self, modality: str) -> Tensor:
@@ -144,7 +144,7 @@ class CCM(nn.Module):
 
 
 def local_score(text_centres: Tensor, video_centres: Tensor) -> Tensor:
-    """Local CCM score s_loc(t, v) = (1/K) sum_k <z^t_k, z^v_k> for every text/video pair (spec §3 [R]).
+    """Local CCM score s_loc(t, v) = (1/K) sum_k <z^t_k, z^v_k> for every text/video pair (docs/cret.md §3 [R]).
 
     Centre k of the text is compared only with centre k of the video (GLSCL's mean of per-query cosines).
 

@@ -1,10 +1,10 @@
-"""GEES loss: Gaussian Estimation of Embedding Space (CRET, SIGIR 2022; cret-spec §4).
+"""GEES loss: Gaussian Estimation of Embedding Space (CRET, SIGIR 2022; docs/cret.md §4).
 
-Status: [R] reconstruction. The paper's equations could not be read (cret-spec "Read this first").
+Status: [R] reconstruction. The paper's equations are not available (docs/cret.md, introduction).
 Certain [F]: a video's frame-level features are modelled as a multivariate Gaussian whose parameters are
 estimated from the temporal-encoder outputs, and the frame-level NCE is replaced by a cheap closed form
-computed from those parameters and the text CLS feature (cret-spec §4 "Facts"). The form below is the
-ISDA-type bound (Wang et al., NeurIPS'19, arXiv 1909.12220; cret-spec §4 "Reconstruction", §8).
+computed from those parameters and the text CLS feature (docs/cret.md §4, facts). The form below is the
+ISDA-type bound (Wang et al., NeurIPS'19, arXiv 1909.12220; docs/cret.md §4, reconstruction).
 
 Derivation sketch. For video j with temporal features h_j1..h_jM, estimate
     mu_j    = (1/M) sum_m h_jm
@@ -22,19 +22,19 @@ With lam = 1 both terms are upper bounds of the expected frame-level NCE (tests/
 against Monte Carlo). lam = 0 (or Sigma = 0) gives symmetric InfoNCE on the means, ``mean_nce_loss``, which by
 Jensen on the convex per-sample NCE is a lower bound of the same expectation.
 
-Unknowns exposed as options (cret-spec §4 "Unknown", §10.2):
+Unknowns exposed as options (docs/cret.md §4 and §7):
   * ``lam``: ISDA's covariance scale, 1.0 by default; any schedule (ISDA ramps lam0 * t / T) is the caller's.
   * ``logit_scale``: 1/tau, a float or a (learnable) one-element tensor; exponentiating a log-scale is the
     caller's. The variance terms grow as s^2, so at tau = 0.07 the bound is much looser than at tau = 0.2.
   * Normalisation: the caller projects and L2-normalises ``text`` and each frame of ``frames``; nothing is
-    normalised here (mu_j is then generally not unit-norm, as in the cret-spec §9 sketch).
-  * Only the two-sided ISDA form is implemented, not the simpler one-sided Jensen form of cret-spec §4.
+    normalised here (mu_j is then generally not unit-norm).
+  * Only the two-sided ISDA form is implemented, not the simpler one-sided Jensen form (docs/cret.md §4).
 
 Computation. a^T Sigma_j a = mean_m (a.(h_jm - mu_j))^2, so with the projections onto video i's deviations
     P[i, k, m] = t_k . (h_im - mu_i)                                      # [B, B, M]
 we get t_k^T Sigma_i t_k = mean_m P[i, k, m]^2 and
     (t_k - t_i)^T Sigma_i (t_k - t_i) = mean_m (P[i, k, m] - P[i, i, m])^2.
-No [B, B, D] difference tensor (cret-spec §9 sketch) is built: memory O(chunk * B * M), time O(B^2 M D).
+No [B, B, D] difference tensor is built: memory O(chunk * B * M), time O(B^2 M D).
 Rows i of P are computed ``chunk_size`` videos at a time and each row independently, so chunking is exact up
 to floating-point summation order. Numerics: the log-sum-exps use ``torch.logsumexp`` (max-shifted), and the
 positive term enters as the logit 0 (not as a subtracted log(exp(.))), so large logit scales do not overflow.
@@ -42,19 +42,9 @@ positive term enters as the logit 0 (not as a subtracted log(exp(.))), so large 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-
-
-@dataclass
-class GEESConfig:
-    """Options of the GEES loss (cret-spec §4); pass as ``gees_loss(t, h, s, **asdict(cfg))``."""
-
-    lam: float = 1.0  # ISDA covariance scale; 1 = the exact Jensen/MGF bound, 0 = InfoNCE on means [R]
-    chunk_size: int | None = None  # videos per chunk of the [chunk, B, M] projections; None = whole batch
 
 
 def _check_inputs(
@@ -98,7 +88,7 @@ def gees_terms(
     lam: float = 1.0,
     chunk_size: int | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Per-sample GEES terms L_t2v(i) and L_v2t(i) (cret-spec §4, ISDA-type bound [R]).
+    """Per-sample GEES terms L_t2v(i) and L_v2t(i) (docs/cret.md §4, ISDA-type bound [R]).
 
     Args:
         text: [B, D] caption embeddings (L2-normalised by the caller); text i matches video i.
@@ -121,7 +111,7 @@ def gees_terms(
     dev = frames - mu[:, None, :]  # [B, M, D]   deviations; Sigma_j = dev_j^T dev_j / M (biased)
     s = scale * (text @ mu.T)  # [B, B]      s[i, j] = t_i . mu_j / tau
 
-    # One pass over videos i: P[i, k, m] = t_k . dev_im  (spec §9 einsum without the [B, B, D] `diff`).
+    # One pass over videos i: P[i, k, m] = t_k . dev_im  (no [B, B, D] difference tensor).
     chunk = B if chunk_size is None else chunk_size
     quad_rows, var_v2t_rows = [], []
     for start in range(0, B, chunk):
@@ -159,7 +149,7 @@ def gees_loss(
     lam: float = 1.0,
     chunk_size: int | None = None,
 ) -> Tensor:
-    """Two-sided GEES loss L_GEES = mean_i 1/2 [L_t2v(i) + L_v2t(i)] (cret-spec §4 [R]).
+    """Two-sided GEES loss L_GEES = mean_i 1/2 [L_t2v(i) + L_v2t(i)] (docs/cret.md §4 [R]).
 
     Args:
         text: [B, D] caption embeddings (L2-normalised by the caller); text i matches video i.

@@ -1,7 +1,7 @@
 """CRET: Cross-modal Retrieval Transformer (Ji et al., SIGIR 2022, DOI 10.1145/3477495.3531960).
 
-Read top to bottom with ``../shared/docs/cret-spec.md`` (§2 architecture, §3 CCM, §4 GEES, §5 score and loss).
-[F] = from the paper's figures/tables, [R] = reconstruction (the paper's equations could not be read).
+Read top to bottom with ``docs/cret.md`` (§2 architecture, §3 CCM, §4 GEES, §5 score and loss).
+[F] = from the paper's figures/tables, [R] = reconstruction (the paper's equations are not available).
 
 Video side [F, Fig. 2]: frames -> shared frame encoder -> a pooled feature per frame (the paper: CLS; the
   from-scratch default: mean of the patches, ``model.frame.pooling``) and patch tokens.
@@ -11,14 +11,14 @@ Video side [F, Fig. 2]: frames -> shared frame encoder -> a pooled feature per f
     [F: "local features are projected to the text embedding dimension"] -> CCM (video) -> z_v [B, K, Dt].
 Text side [F]: caption -> shared text encoder -> pooled feature ([CLS] in the paper) -> linear -> L2-norm t [B, D];
   word tokens -> CCM (text) -> z_t [B, K, Dt].
-Score [R, spec §5]: s(t, v) = <t, mu_v> + alpha * (1/K) sum_k <z_t,k, z_v,k>, an inner product of two flat vectors,
+Score [R, §5]: s(t, v) = <t, mu_v> + alpha * (1/K) sum_k <z_t,k, z_v,k>, an inner product of two flat vectors,
   so the gallery (mu_v and the K centre outputs per video) is computed offline and the query never sees video tokens.
-Loss [R, spec §5]: L = L_global + beta * L_CCM, L_global = GEES (spec §4) or plain NCE on the means (``nce``),
-  L_CCM = symmetric InfoNCE on the local scores (spec §3), each with its own learnable temperature.
+Loss [R, §5]: L = L_global + beta * L_CCM, L_global = GEES (§4) or plain NCE on the means (``nce``),
+  L_CCM = symmetric InfoNCE on the local scores (§3), each with its own learnable temperature.
 
 Variant (not in the paper, ``video_memory: frames``): the CCM video memory keeps every frame's patch tokens with a
 learned frame position instead of max-pooling them away, so the centres can in principle see motion direction and
-order (the prototype found the max-pooled CCM exactly invariant to time reversal).
+order (a max-pooled memory is invariant to the order of the frames, so to time reversal).
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ class CRETOptions:
     lam: float = 1.0  # GEES covariance scale lambda [R] (ISDA; 0 = nce)
     gees_chunk: int | None = None  # videos per GEES chunk (bounds memory; None = whole batch)
     use_ccm: bool = True  # False = the global branch alone (ablation: what CCM adds)
-    alpha: float = 1.0  # score = global + alpha * local [R, spec §5]
-    beta: float = 1.0  # loss = global + beta * CCM NCE [R, spec §5]
+    alpha: float = 1.0  # score = global + alpha * local [R, docs/cret.md §5]
+    beta: float = 1.0  # loss = global + beta * CCM NCE [R, docs/cret.md §5]
     num_centres: int = 8  # K [R: GLSCL default]
     ccm_layers: int = 2  # decoder depth [R]
     ccm_heads: int = 4
@@ -106,7 +106,7 @@ class CRET(EmbeddingMethod):
 
     def encode_videos(self, frames: Tensor) -> Features:
         h, z_v = self._video_features(frames)
-        gallery = {"mean": h.mean(1)}  # [B, D] (not re-normalised: <t, mu> = E[<t, v>], spec §4)
+        gallery = {"mean": h.mean(1)}  # [B, D] (not re-normalised: <t, mu> = E[<t, v>], docs/cret.md §4)
         if z_v is not None:
             gallery["centres"] = z_v  # [B, K, Dt]
         return gallery

@@ -52,7 +52,7 @@ def test_msrvtt_1k_a_test():
         "video9808",
         "video7710",
     ]
-    assert len(find_duplicates({"test": test}).captions["test"]) == 4  # README: 4 caption strings repeat
+    assert len(find_duplicates({"test": test}).captions["test"]) == 4  # the 1k-A test list repeats 4 caption strings
 
 
 @needs_shared

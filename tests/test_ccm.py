@@ -1,4 +1,4 @@
-"""Tests for the CCM module and the local score (cret/ccm.py; cret-spec §3, Table 7 sharing switches)."""
+"""Tests for the CCM module and the local score (cret/ccm.py; docs/cret.md §3, Table 7 sharing switches)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for the GEES loss (cret/gees.py; cret-spec §4): references, the upper-bound property, chunking."""
+"""Tests for the GEES loss (cret/gees.py; docs/cret.md §4): references, the upper-bound property, chunking."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def _infonce_on_means(text, frames, scale):
 
 
 def _brute_force_terms(text, frames, scale, lam):
-    """Reference: loops and explicit D x D covariance matrices in float64 (cret-spec §4 equations)."""
+    """Reference: loops and explicit D x D covariance matrices in float64 (docs/cret.md §4 equations)."""
     t = text.double()
     h = frames.double()
     B, M, _ = h.shape  # [B, M, D]

@@ -255,7 +255,7 @@ def test_recall_matches_torchmetrics():
     cv = torch.arange(n)
     ours = retrieval_metrics(scores, cv)
     for direction, s in (("t2v", scores), ("v2t", scores.T)):  # one caption per video: v2t is the transpose
-        # torchmetrics >= 1.7.4 drops items with preds <= 0 (anchors.md §5.2), so pass exp(scores) > 0
+        # torchmetrics >= 1.7.4 drops items with preds <= 0 (docs/references.md §3.2), so pass exp(scores) > 0
         preds = s.exp().flatten()
         target = torch.eye(n, dtype=torch.bool).flatten()
         indexes = torch.arange(n).repeat_interleave(n)  # row i of s is query i

@@ -1,7 +1,7 @@
 """The report in a real headless browser (Debian's chromium, installed by .ci/run): it loads, with no console errors.
 
-Skips when no chromium binary is on PATH. Flags from ../shared/docs/environment.md (without the networking flags
-chromium keeps trying to reach the network).
+Skips when no chromium binary is on PATH. Chromium runs headless with its networking features off (without those
+flags it keeps trying to reach the network).
 """
 
 from __future__ import annotations

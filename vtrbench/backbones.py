@@ -76,7 +76,7 @@ class TemporalEncoderConfig:
     layers: int = 2
     heads: int = 4
     # Frame features leave a LayerNorm at unit scale; positions drawn at BERT's 0.02 are 2% of that, so attention
-    # starts order-blind and some seeds never learn order (measured: README "Training recipe").
+    # starts order-blind and some seeds never learn order (measured: docs/results.md, "Training recipe").
     position_std: float = 0.5
 
 

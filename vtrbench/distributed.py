@@ -12,7 +12,7 @@ How a multi-GPU step equals a single-process step on the same global batch (test
    dL/dtheta, which the average keeps. No rescaling of the loss is needed.
 
 (CLIP4Clip's ``AllGather`` returns only the local slice of the gradient without the sum, which with DDP's average
-gives 1/W of the single-process encoder gradient: anchors.md §2.1.)
+gives 1/W of the single-process encoder gradient: docs/references.md §2.)
 
 Only rank 0 evaluates, logs and writes files; the others wait at :func:`barrier`.
 """
@@ -66,10 +66,6 @@ def init_from_env(device: torch.device) -> Context:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return Context(world_size=world_size, rank=rank, local_rank=local_rank, device=device)
-
-
-def is_main() -> bool:
-    return not dist.is_initialized() or dist.get_rank() == 0
 
 
 def barrier() -> None:

@@ -3,7 +3,7 @@
 Adapted from open_clip's ``ClipLoss`` (MIT): one process is the same class with ``world_size=1``. The gather
 (``vtrbench.distributed.all_gather_with_grad``) sends back to each rank the gradient of the global-batch loss w.r.t.
 its own samples, summed over ranks, so with DDP's gradient average a W-process step equals a one-process step on the
-same global batch (CLIP4Clip's ``AllGather`` keeps only the local slice: 1/W of it, anchors.md §2.1).
+same global batch (CLIP4Clip's ``AllGather`` keeps only the local slice: 1/W of it, docs/references.md §2).
 """
 
 from __future__ import annotations

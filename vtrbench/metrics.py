@@ -8,7 +8,7 @@ higher`` and, next to it, ``ties`` counts the *other* candidates whose score equ
 There is exactly one rank per query. CLIP4Clip's ``compute_metrics`` instead emits a rank for *every* column
 equal to the ground-truth score, so a row with k tied items adds k ranks: the list of ranks grows longer than
 the number of queries and every metric is averaged over the wrong denominator (CLIP4Clip issue #80,
-acknowledged; 3 queries with one fully tied row give 5 ranks and R@1 = 40%; shared/docs/anchors.md §5.1).
+acknowledged; 3 queries with one fully tied row give 5 ranks and R@1 = 40%; docs/references.md §3.1).
 An optimistic rule alone would flatter a degenerate model (constant scores give R@1 = 100), so ties are
 never dropped: they are returned per query and summed in :func:`retrieval_metrics`; the pessimistic rank is
 ``rank + ties``. Comparisons are exact (no epsilon) in the scores' own dtype; integer scores compare as

@@ -15,6 +15,8 @@ dataset. ``group_id`` / ``variant`` carry the synthetic benchmark's hard-negativ
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 from datasets import Array4D, Dataset, Features, Value, disable_progress_bars, load_from_disk
+
+from vtrbench.resultfiles import replace_dir
 
 disable_progress_bars()  # one bar per table save would bury our own progress bars in the logs
 
@@ -102,7 +106,7 @@ class FrameStore:
     def gather(self, videos: np.ndarray, frame_idx: np.ndarray) -> np.ndarray:
         """Frames ``frame_idx[i]`` of video ``videos[i]``: uint8 [B, M, H, W, 3], copying only those frames.
 
-        (Plain fancy indexing: ``np.take_along_axis`` over a broadcast 5-D index was ~400x slower here.)
+        Plain fancy indexing on purpose: ``np.take_along_axis`` over a broadcast 5-D index is far slower.
         """
         if self._array is not None:
             return self._array[videos[:, None], frame_idx]
@@ -111,12 +115,26 @@ class FrameStore:
 
 
 def write_split(root: Path, split: str, videos: Dataset | dict, captions: Dataset | dict, features: Features) -> None:
-    """Write one split (videos + captions tables) under ``root/split``; ``videos`` may be a column dict."""
+    """Write one split (videos + captions tables) under ``root/split``; ``videos`` may be a column dict.
+
+    Atomic: both tables are saved into a temporary sibling folder (``root/.{split}.{pid}.tmp``), which is then
+    moved onto ``root/split`` (``resultfiles.replace_dir``), so a killed process never leaves a half-written split
+    under its final name; at worst the temporary folder stays behind, and nothing reads it.
+    """
     videos_ds = videos if isinstance(videos, Dataset) else Dataset.from_dict(videos, features=features)
     captions_ds = captions if isinstance(captions, Dataset) else Dataset.from_dict(captions, features=CAPTION_FEATURES)
     _check_captions_reference_videos(videos_ds, captions_ds, split)
-    videos_ds.save_to_disk(str(root / split / "videos"))
-    captions_ds.save_to_disk(str(root / split / "captions"))
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".{split}.{os.getpid()}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        videos_ds.save_to_disk(str(tmp / "videos"))
+        captions_ds.save_to_disk(str(tmp / "captions"))
+        replace_dir(tmp, root / split)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _check_captions_reference_videos(videos: Dataset, captions: Dataset, split: str) -> None:

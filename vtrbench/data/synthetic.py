@@ -1,10 +1,10 @@
 """SynthVTT: a procedural text-video benchmark with built-in hard negatives (numpy only, seeded).
 
-Design "v1" of the CPU prototype (``shared/docs/synthetic-prototype.md``, "Recommended dataset design"), plus
-round 2's partial captions ("P") as an option. A video is ``frames`` x ``size`` x ``size`` RGB: a black
-background with uniform noise and 2-3 objects of distinct shapes and colours, each doing exactly one
-action (move left/right/up/down, stay still, appear or disappear at an inner frame). Captions come from a
-small grammar with paraphrases (``synthetic_grammar.py``), so a word-level tokenizer suffices.
+A video is ``frames`` x ``size`` x ``size`` RGB: a black background with uniform noise and 2-3 objects of distinct
+shapes and colours, each doing exactly one action (move left/right/up/down, stay still, appear or disappear at an
+inner frame). Captions come from a small grammar with paraphrases (``synthetic_grammar.py``), so a word-level
+tokenizer suffices; partial captions (naming only some of the objects, ``partial_rate``) are an option. The prepare
+step writes the splits with ``vtrbench.data.records.write_split`` (atomically: a temporary folder moved into place).
 
 What it measures: every video comes in a group of 4 whose members differ in one controlled way.
 
@@ -68,7 +68,7 @@ REVERSED = {
     APPEAR: DISAPPEAR,
     DISAPPEAR: APPEAR,
 }
-P_MOVE, P_STATIC = 0.5, 0.15  # action probabilities (prototype v1); events take the remaining 0.35
+P_MOVE, P_STATIC = 0.5, 0.15  # action probabilities; events (appear / disappear) take the remaining 0.35
 SPLIT_CODE = {"train": 0, "val": 1, "test": 2}  # one random stream per split: sizes do not leak across
 _MAX_TRIES = 200  # placement attempts before a scene (or a group's action swap) is re-sampled
 _NOISE_CHUNK = 256  # groups of background noise drawn at once (fixed: part of the random stream)
@@ -76,11 +76,11 @@ _NOISE_CHUNK = 256  # groups of background noise drawn at once (fixed: part of t
 
 @dataclass
 class SyntheticConfig:
-    """Generator parameters; the defaults are the prototype's v1 design (2-3 objects, full captions)."""
+    """Generator parameters; the defaults are the benchmark of ``config/config.yaml`` (2-3 objects, full captions)."""
 
     train_groups: int = 3000  # groups of 4 videos (original + 3 hard negatives) in train
     val_groups: int = 100  # groups of 4 in val
-    test_groups: int = 250  # groups of 4 in test (the prototype's 1,000-video gallery)
+    test_groups: int = 250  # groups of 4 in test (a 1,000-video gallery)
     frames: int = 8  # frames per video, T
     size: int = 32  # frame height = width, pixels; object sizes and travel scale with it
     min_objects: int = 2  # objects per video, lower bound (two are needed for swaps and 2 distinct actions)

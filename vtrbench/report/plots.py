@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-# seaborn 0.13.2 under matplotlib 3.11 raises deprecation warnings in some plots (../shared/docs/environment.md)
+# seaborn 0.13.2 under matplotlib 3.11 raises deprecation warnings in some plots (its boxplot, for one)
 warnings.filterwarnings("ignore", category=DeprecationWarning, module="seaborn")
 warnings.filterwarnings("ignore", category=matplotlib.MatplotlibDeprecationWarning)
 
