@@ -24,16 +24,15 @@ def workdir(tmp_path: Path) -> Path:
     return copy_workflow(tmp_path)
 
 
-def dry_run(workdir: Path, *args: str) -> str:
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """``snakemake ARGS --configfile config/smoke.yaml`` in ``workdir`` (its stdout and stderr captured)."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run(
-        [SNAKEMAKE, "-n", "-p", "--configfile", "config/smoke.yaml", *args],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    cmd = [SNAKEMAKE, *args, "--configfile", "config/smoke.yaml"]
+    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env, timeout=300)
+
+
+def dry_run(workdir: Path, *args: str) -> str:
+    out = snakemake(workdir, "-n", "-p", *args)
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-3000:]
     assert "This was a dry-run" in text
@@ -81,15 +80,7 @@ def _profile(name: str) -> dict:
 
 def test_profiles_set_resources_and_threads_of_rules_the_workflow_defines(workdir: Path) -> None:
     """A misspelt rule name in set-resources is silently ignored by Snakemake: the job would run without its GPU."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
-    listed = subprocess.run(
-        [SNAKEMAKE, "--list-rules", "--configfile", "config/smoke.yaml"],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    listed = snakemake(workdir, "--list-rules")
     assert listed.returncode == 0, listed.stderr[-3000:]
     rules = set(listed.stdout.split())
     assert {"train", "evaluate", "prepare"} <= rules
