@@ -16,22 +16,12 @@ def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
     return err
 
 
+def _train(method: str, data, out) -> int:
+    return main(["train", "--config", SMOKE, "--method", method, "--seed", "0", "--data", str(data), "--out", str(out)])
+
+
 def test_unknown_method(capsys, smoke_data, tmp_path):
-    code = main(
-        [
-            "train",
-            "--config",
-            SMOKE,
-            "--method",
-            "cret2",
-            "--seed",
-            "0",
-            "--data",
-            str(smoke_data),
-            "--out",
-            str(tmp_path),
-        ]
-    )
+    code = _train("cret2", smoke_data, tmp_path)
     assert code == 2
     assert "unknown method 'cret2'; the config defines: dual_mean, cret" in _one_error_line(capsys)
 
@@ -65,21 +55,7 @@ def test_empty_split(capsys, smoke_data, tmp_path):
         records.write_split(data, split, videos, captions, load_from_disk(str(smoke_data / split / "videos")).features)
     (data / "vocab.txt").write_text((smoke_data / "vocab.txt").read_text())
     capsys.readouterr()
-    code = main(
-        [
-            "train",
-            "--config",
-            SMOKE,
-            "--method",
-            "cret",
-            "--seed",
-            "0",
-            "--data",
-            str(data),
-            "--out",
-            str(tmp_path / "run"),
-        ]
-    )
+    code = _train("cret", data, tmp_path / "run")
     assert code == 2
     line = _one_error_line(capsys)
     assert "split 'val'" in line and "has no videos" in line

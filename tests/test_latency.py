@@ -5,9 +5,23 @@ from __future__ import annotations
 import faiss
 import numpy as np
 import pandas as pd
+import pytest
+import torch
 
-from vtrbench.latency import COLUMNS, benchmark, faiss_index, synthetic_gallery, topk_agreement, torch_topk
-from vtrbench.report.tradeoff import latency_stats
+from vtrbench import latency
+from vtrbench.latency import (
+    COLUMNS,
+    Loaded,
+    Recorder,
+    Settings,
+    benchmark,
+    faiss_index,
+    synthetic_gallery,
+    topk_agreement,
+    torch_topk,
+)
+from vtrbench.methods import PairMethod
+from vtrbench.report.tradeoff import ONLINE_COLUMNS, latency_stats, online_latency
 from vtrbench.train import train
 
 
@@ -17,8 +31,6 @@ def test_faiss_and_torch_return_the_same_top10():
     gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
     queries = rng.standard_normal((20, 32)).astype(np.float32)
     _, ids = faiss_index(gallery).search(queries, 10)
-    import torch
-
     assert (ids == torch_topk(torch.from_numpy(queries), torch.from_numpy(gallery)).numpy()).all()
     assert topk_agreement(queries, gallery) == 1.0
 
@@ -53,3 +65,90 @@ def test_benchmark_writes_the_documented_rows(smoke_config, smoke_data, tmp_path
     assert on_disk[on_disk.stage == "memory"].bytes_per_video.iloc[0] == 4 * 16  # dim 16, float32
     stats = latency_stats(on_disk)
     assert {"median_s", "p95_s", "per_item_ms", "throughput_per_s"} <= set(stats.columns)
+
+
+class OneMatmulPair(PairMethod):
+    """A pair scorer of one product per query; it records how many videos each scoring call was given."""
+
+    def __init__(self):
+        torch.nn.Module.__init__(self)  # no backbones: nothing to train
+        self.scored: list[int] = []
+
+    def score_candidates(self, queries, gallery, candidates):
+        self.scored.append(candidates.shape[1])
+        return queries["text"] @ gallery["video"][candidates[0]].T
+
+
+def test_pair_search_beyond_the_time_cap_is_extrapolated_from_the_largest_measured_gallery(monkeypatch):
+    """A call costs 1 ms + 1 ms per video (a fake clock). Cap 12 ms: 4 videos (5 ms) and 8 (predicted 10, measured
+    9 ms) are timed; 16 is predicted 18 ms > cap, so 16, 64 and 256 are 9 ms * size / 8, never run."""
+    method = OneMatmulPair()
+
+    def fake_clock(call, warmup, repeats, device):
+        call()
+        cost = 1e-3 + 1e-3 * method.scored[-1]
+        return [cost * f for f in (0.9, 1.0, 1.1)[:repeats]] if repeats == 3 else [cost] * repeats
+
+    monkeypatch.setattr(latency, "time_calls", fake_clock)
+    torch.manual_seed(0)
+    stage = Loaded(method, None, {"video": torch.randn(8, 4)}, {"text": torch.randn(3, 4)})
+    settings = Settings(1, 10, 1, 4, 0.012, [4, 8, 16, 64, 256], torch.device("cpu"), 0)
+    rec = Recorder("cross", 0, 1, torch.device("cpu"))
+    latency._pair_rows(rec, stage, settings, gflops=2.5)
+    frame = rec.frame()
+    assert list(frame.columns) == COLUMNS
+    assert method.scored == [8, 4, 8]  # the FLOP count on 8 candidates, then the two timed galleries only
+    rows = frame.groupby("gallery_size").agg(
+        calls=("seconds", "size"),
+        seconds=("seconds", "median"),
+        measured=("measured", "all"),
+        extrapolated=("extrapolated", "any"),
+        synthetic=("synthetic_gallery", "all"),
+        flops=("flops_per_query", "first"),
+    )
+    assert rows.index.tolist() == [4, 8, 16, 64, 256]
+    assert rows.calls.tolist() == [3, 3, 1, 1, 1]  # max(3, repeats // 5) timed calls; one predicted row
+    assert rows.seconds.tolist() == pytest.approx([0.005, 0.009, 0.018, 0.072, 0.288])
+    assert rows.measured.tolist() == [True, True, False, False, False]
+    assert rows.extrapolated.tolist() == [False, False, True, True, True]
+    assert rows.synthetic.tolist() == [False, False, True, True, True]  # beyond the 8 real videos
+    assert rows.flops.tolist() == [4 * 8, 8 * 8, 16 * 8, 64 * 8, 256 * 8]  # [1, 4] x [4, n]: 8 FLOPs per pair
+    assert (frame.matmul_gflops == 2.5).all() and (frame.stage == "search").all() and (frame.backend == "pair").all()
+
+
+def _stats_row(method, stage, backend, median_s, size=0, k=0, batch=1, extrapolated=False, flops=np.nan):
+    return {
+        "method": method, "stage": stage, "backend": backend, "k": k, "gallery_size": size, "batch_size": batch,
+        "measured": not extrapolated, "extrapolated": extrapolated, "synthetic_gallery": False, "median_s": median_s,
+        "flops_per_query": flops, "matmul_gflops": 2.0 if backend in ("pair", "rerank") else np.nan,
+    }  # fmt: skip
+
+
+def test_online_latency_is_batch_1_query_encoding_plus_the_first_search_backend_at_the_chosen_depth():
+    stats = pd.DataFrame(
+        [
+            _stats_row("dual", "query_encode", "model", 0.001),
+            _stats_row("dual", "query_encode", "model", 0.004, batch=8),  # a batch: not the online cost
+            _stats_row("dual", "search", "torch", 0.0005, size=100),  # torch listed first; FAISS is preferred
+            _stats_row("dual", "search", "faiss", 0.0002, size=100),
+            _stats_row("dual", "search", "faiss", 0.0008, size=100, batch=4),
+            _stats_row("rerank", "query_encode", "model", 0.002),
+            _stats_row("rerank", "search", "rerank", 0.003, size=100, k=10, flops=1e6),
+            _stats_row("rerank", "search", "rerank", 0.006, size=100, k=20, flops=2e6),  # chosen on val
+            _stats_row("cross", "query_encode", "model", 0.0005),
+            _stats_row("cross", "search", "pair", 0.05, size=100, flops=1e7),
+            _stats_row("cross", "search", "pair", 0.5, size=1000, extrapolated=True, flops=1e8),
+        ]
+    )
+    online = online_latency(stats, {"rerank": 20})
+    assert list(online.columns) == ONLINE_COLUMNS
+    expected = pd.DataFrame(
+        [
+            ("dual", 100, "faiss", 0, 0.2, 1.2, False, np.nan, np.nan),
+            ("rerank", 100, "rerank", 20, 6.0, 8.0, False, 2e6, 2.0),
+            ("cross", 100, "pair", 0, 50.0, 50.5, False, 1e7, 2.0),
+            ("cross", 1000, "pair", 0, 500.0, 500.5, True, 1e8, 2.0),
+        ],
+        columns=ONLINE_COLUMNS,
+    )
+    pd.testing.assert_frame_equal(online, expected, check_dtype=False)

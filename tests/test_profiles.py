@@ -24,16 +24,15 @@ def workdir(tmp_path: Path) -> Path:
     return copy_workflow(tmp_path)
 
 
-def dry_run(workdir: Path, *args: str) -> str:
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """``snakemake ARGS --configfile config/smoke.yaml`` in ``workdir`` (its stdout and stderr captured)."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run(
-        [SNAKEMAKE, "-n", "-p", "--configfile", "config/smoke.yaml", *args],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    cmd = [SNAKEMAKE, *args, "--configfile", "config/smoke.yaml"]
+    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env, timeout=300)
+
+
+def dry_run(workdir: Path, *args: str) -> str:
+    out = snakemake(workdir, "-n", "-p", *args)
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-3000:]
     assert "This was a dry-run" in text
@@ -74,16 +73,42 @@ def test_kubernetes_profile_dry_run(workdir: Path, tmp_path_factory: pytest.Temp
     assert train_commands(text)
 
 
-def test_profiles_map_gpus_the_way_the_plugins_expect() -> None:
-    slurm = yaml.safe_load((PROFILES / "slurm" / "config.v8+.yaml").read_text())
-    k8s = yaml.safe_load((PROFILES / "kubernetes" / "config.v8+.yaml").read_text())
-    assert slurm["executor"] == "slurm" and k8s["executor"] == "kubernetes"
-    for rule in ("train", "evaluate"):
-        assert slurm["set-resources"][rule]["gpu"] >= 1  # slurm plugin: gpu (+ gpu_model) -> --gpus
-        assert "runtime" in slurm["set-resources"][rule] and "mem_mb" in slurm["set-resources"][rule]
-        assert k8s["set-resources"][rule]["gpu"] >= 1  # kubernetes plugin: gpu + gpu_manufacturer
-        assert k8s["set-resources"][rule]["gpu_manufacturer"] in ("nvidia", "amd")
-    assert "runtime" in slurm["default-resources"] and "mem_mb" in slurm["default-resources"]
+def _profile(name: str) -> dict:
+    path = PROFILES / name / ("config.yaml" if name == "default" else "config.v8+.yaml")
+    return yaml.safe_load(path.read_text())
+
+
+def test_profiles_set_resources_and_threads_of_rules_the_workflow_defines(workdir: Path) -> None:
+    """A misspelt rule name in set-resources is silently ignored by Snakemake: the job would run without its GPU."""
+    listed = snakemake(workdir, "--list-rules")
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    rules = set(listed.stdout.split())
+    assert {"train", "evaluate", "prepare"} <= rules
+    for name in ("default", "slurm", "kubernetes"):
+        settings = _profile(name)
+        named = set(settings.get("set-resources", {})) | set(settings.get("set-threads", {}))
+        assert named <= rules, f"{name} profile names rules the workflow does not define: {named - rules}"
+
+
+class _Resources(dict):
+    """A job's resources as the SLURM plugin reads them (``.get`` and attribute access)."""
+
+    __getattr__ = dict.get
+
+
+def test_slurm_profile_gpus_become_sbatch_gpus_through_the_plugin() -> None:
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+    def gres(resources: dict) -> str:
+        return set_gres_string(type("Job", (), {"resources": _Resources(resources)})()).strip()
+
+    slurm = _profile("slurm")
+    jobs = {
+        rule: {**slurm["default-resources"], **slurm["set-resources"].get(rule, {})} for rule in slurm["set-resources"]
+    }
+    assert gres(jobs["train"]) == "--gpus=1" and gres(jobs["evaluate"]) == "--gpus=1"
+    assert gres(jobs["prepare"]) == ""  # CPU-only: no GPU requested
+    assert gres({**jobs["train"], "gpu": 4, "gpu_model": "a100"}) == "--gpus=a100:4"  # as the profile's comment says
 
 
 def test_local_launcher_and_gpu_resource(workdir: Path) -> None:
