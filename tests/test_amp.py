@@ -13,7 +13,7 @@ import torch
 from vtrbench import runs
 from vtrbench.data.batches import TrainBatches
 from vtrbench.data.records import load_split
-from vtrbench.evaluate import encode_gallery
+from vtrbench.encoding import encode_gallery
 from vtrbench.train import make_optimizer, train_step
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="bf16 autocast is enabled on CUDA only")

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from vtrbench import latency
+from vtrbench.encoding import Encoded
 from vtrbench.latency import (
     COLUMNS,
-    Loaded,
     Recorder,
     Settings,
     benchmark,
@@ -91,7 +91,7 @@ def test_pair_search_beyond_the_time_cap_is_extrapolated_from_the_largest_measur
 
     monkeypatch.setattr(latency, "time_calls", fake_clock)
     torch.manual_seed(0)
-    stage = Loaded(method, None, {"video": torch.randn(8, 4)}, {"text": torch.randn(3, 4)})
+    stage = Encoded(method, None, {"text": torch.randn(3, 4)}, {"video": torch.randn(8, 4)})
     settings = Settings(1, 10, 1, 4, 0.012, [4, 8, 16, 64, 256], torch.device("cpu"), 0)
     rec = Recorder("cross", 0, 1, torch.device("cpu"))
     latency._pair_rows(rec, stage, settings, gflops=2.5)

@@ -1,4 +1,4 @@
-"""How far a pair method's scorer is from its FLOP floor at each fusion width (README "Cross-encoder and re-ranking").
+"""How far a pair method's scorer is from its FLOP floor at each fusion width (docs/cross-encoder.md).
 
 The embedded default fuses at width 64; the cross-encoders people deploy fuse at 512-768 (CLIP ViT-B, BERT-base).
 Per token the GEMM FLOPs grow with the width squared but the elementwise work (GELU, softmax, LayerNorm, residual

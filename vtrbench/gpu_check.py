@@ -137,7 +137,8 @@ def step_time(config: dict, global_loss: str, frames: int, data: Path, device: t
 
 def clip_sizing(out: Path, tiny: bool, device: torch.device, batch_sizes: tuple[int, ...]) -> pd.DataFrame:
     """CLIP ViT-B/32 towers (random init: ``CLIPConfig()`` is the B/32 architecture) under ``dual_seq`` at 12 frames
-    of 224 px: parameters, peak memory and median training step per batch size (README "CLIP towers: sizing").
+    of 224 px: parameters, peak memory and median training step per batch size (docs/results.md, "CLIP ViT-B/32
+    sizing").
 
     Weights do not change the time or the memory, so no checkpoint is needed (none can be downloaded).
     ``tiny``: a small CLIP at 32 px, to test the path on CPU.

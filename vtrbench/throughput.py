@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from vtrbench import resultfiles
 from vtrbench.data.batches import random_batch
 from vtrbench.data.records import load_split
-from vtrbench.device import autocast, pick_device, start
+from vtrbench.device import autocast, start
 from vtrbench.methods import resolve
 from vtrbench.runs import build, split_tokens
 from vtrbench.timing import synchronize, time_once
@@ -187,10 +187,9 @@ def measure_losses(
     warmup: int,
     repeats: int,
     device: torch.device | str = "cpu",
-    threads: int = 1,
 ) -> pd.DataFrame:
-    """Raw rows (``LOSS_COLUMNS``): each loss forward + backward on random features, per (M, B, repeat)."""
-    torch.set_num_threads(threads)
+    """Raw rows (``LOSS_COLUMNS``): each loss forward + backward on random features, per (M, B, repeat), on the
+    threads the caller set (``vtrbench.device.start``)."""
     device = torch.device(device)
     generator = torch.Generator().manual_seed(0)
     rows: list[dict[str, Any]] = []
@@ -226,16 +225,9 @@ def run_throughput(config: dict[str, Any], method_name: str, data_dir: str | Pat
 def run_loss_throughput(config: dict[str, Any], out: str | Path) -> pd.DataFrame:
     """The declared losses alone over ``config['throughput']``'s grid; raw rows to ``out`` (CSV)."""
     t = config["throughput"]
-    device = pick_device(config["train"]["device"])
+    device = start(config["train"]["threads"], config["train"]["device"])
     raw = measure_losses(
-        declared_losses(config),
-        t["frames"],
-        t["batch_sizes"],
-        t["loss_dim"],
-        t["warmup"],
-        t["loss_repeats"],
-        device,
-        config["train"]["threads"],
+        declared_losses(config), t["frames"], t["batch_sizes"], t["loss_dim"], t["warmup"], t["loss_repeats"], device
     )
     resultfiles.write_csv(raw, out)
     return raw

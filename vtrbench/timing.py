@@ -1,4 +1,4 @@
-"""The one timer every benchmark uses (docs/style.md §7.14).
+"""The one timer every benchmark uses (docs/timing.md).
 
 ``warmup`` calls are discarded; the clock is ``time.perf_counter_ns`` read after ``torch.cuda.synchronize`` on
 CUDA, so the time is that of the work, not of queueing kernels; every call is returned raw (medians and p95 are

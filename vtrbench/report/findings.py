@@ -3,7 +3,8 @@
 A sentence says "A beats B" only when the paired 95 % interval of ``comparisons.csv`` (hierarchical bootstrap over
 seeds and test queries, ``vtrbench.report.compare``) excludes 0; otherwise it says the difference is not resolved
 with the seeds there are. A method the budget test found still improving (``still_improving`` in summary.csv) is
-named as such wherever a finding ranks it, so no claim reads "design A is better" when it may be "A learns faster".
+named as still improving in the Finding that names it best, and every such method is listed in the budget test's
+Finding, so no claim reads "design A is better" when it may be "A learns faster".
 """
 
 from __future__ import annotations
