@@ -3,6 +3,7 @@
     check-config          validate a config file (YAML syntax with its line, schema, links between methods)
     write-config          write a unit's resolved config.json (the workflow's first job per result folder)
     prepare               generate or decode the dataset into its data folder
+    tokenize              tokenise every split's captions once (the jobs that train and evaluate read them)
     train                 train one method with one seed
     evaluate              evaluate a trained method on a split (metrics.json, ranks.parquet)
     rerank                choose a re-ranker's depth and weight on val, evaluate it on test
@@ -71,10 +72,19 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     print(f"prepared {manifest['dataset']} in {args.out}: {manifest['counts']} (fingerprint {manifest['fingerprint']})")
 
 
+def cmd_tokenize(args: argparse.Namespace) -> None:
+    from vtrbench.runs import write_tokens
+
+    files = write_tokens(_load_config(args), args.data, args.out)
+    print(f"tokenised {sum(files.values())} captions into {args.out} ({len(files)} files)")
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from vtrbench.train import train
 
-    path = train(_load_config(args), args.method, args.seed, args.data, args.out, init_checkpoint=args.init_from)
+    path = train(
+        _load_config(args), args.method, args.seed, args.data, args.out, args.init_from, tokens_dir=args.tokens
+    )
     print(f"trained {args.method} seed {args.seed}: {path}")
 
 
@@ -82,7 +92,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from vtrbench.evaluate import evaluate_checkpoint
 
     metrics = evaluate_checkpoint(
-        _load_config(args), args.method, args.seed, args.data, args.model, args.out, split=args.split
+        _load_config(args), args.method, args.seed, args.data, args.model, args.out, args.split, args.tokens
     )
     t2v = metrics["t2v"]
     print(
@@ -94,7 +104,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_rerank(args: argparse.Namespace) -> None:
     from vtrbench.rerank import evaluate_rerank
 
-    m = evaluate_rerank(_load_config(args), args.method, args.seed, args.data, args.first, args.second, args.out)
+    m = evaluate_rerank(
+        _load_config(args), args.method, args.seed, args.data, args.first, args.second, args.out, args.tokens
+    )
     chosen = m["rerank"]
     print(
         f"{args.method} seed {args.seed}: k={chosen['k']} w={chosen['weight']:g} chosen on val; test t2v R@1 "
@@ -105,7 +117,7 @@ def cmd_rerank(args: argparse.Namespace) -> None:
 def cmd_latency(args: argparse.Namespace) -> None:
     from vtrbench.latency import benchmark
 
-    rows = benchmark(_load_config(args), args.method, args.seed, args.data, args.models, args.out)
+    rows = benchmark(_load_config(args), args.method, args.seed, args.data, args.models, args.out, args.tokens)
     print(f"wrote {len(rows)} latency rows to {args.out}")
 
 
@@ -118,7 +130,7 @@ def cmd_throughput(args: argparse.Namespace) -> None:
     if args.losses:
         raw = throughput.run_loss_throughput(config, args.out)
     else:
-        raw = throughput.run_throughput(config, args.method, args.data, args.out)
+        raw = throughput.run_throughput(config, args.method, args.data, args.out, args.tokens)
     print(f"wrote {len(raw)} timing rows to {args.out}")
 
 
@@ -207,6 +219,7 @@ class _Commands:
         p.add_argument("--method", required=True)
         p.add_argument("--seed", type=int, required=True)
         p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
+        p.add_argument("--tokens", type=Path, default=None, help="the tokenize step's folder (default: tokenise here)")
         return p
 
 
@@ -221,6 +234,10 @@ def _run_commands(c: _Commands) -> None:
     p = c.add("prepare", cmd_prepare, "generate or decode the dataset into its data folder")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--threads", type=int, default=1)
+
+    p = c.add("tokenize", cmd_tokenize, "tokenise every split's captions once, for the jobs that read them")
+    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
+    p.add_argument("--out", type=Path, required=True, help="tokens folder")
 
     p = c.add_run("train", cmd_train, "train one method with one seed")
     p.add_argument("--out", type=Path, required=True, help="run folder")
@@ -244,6 +261,7 @@ def _run_commands(c: _Commands) -> None:
     p.add_argument("--method", help="method to time (or give --losses)")
     p.add_argument("--losses", action="store_true", help="time the losses the methods declare, alone")
     p.add_argument("--data", type=Path, help="prepared dataset folder (vocabulary, val captions)")
+    p.add_argument("--tokens", type=Path, default=None, help="the tokenize step's folder (default: tokenise here)")
     p.add_argument("--out", type=Path, required=True, help="raw timing rows (CSV)")
 
 

@@ -129,12 +129,13 @@ def evaluate_checkpoint(
     model_path: str | Path,
     out_dir: str | Path,
     split: str = "test",
+    tokens_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model.pt`` on ``split``; writes ``metrics.json``, ``ranks.parquet`` (and ``pairwise.parquet``) under
     ``out_dir``. On ``val`` a pair method is scored as training validated it (``shortlist``), so the val numbers are
     the ones model selection saw."""
     device = start(config["train"]["threads"], config["train"]["device"])
-    setup = load_trained(config, method_name, seed, data_dir, model_path)
+    setup = load_trained(config, method_name, seed, data_dir, model_path, tokens_dir)
     setup.method.to(device)
     data = load_split(data_dir, split)
     result = evaluate(

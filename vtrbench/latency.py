@@ -257,7 +257,13 @@ def _rerank_rows(rec: Recorder, first: Encoded, second: Encoded, ks: list[int], 
 
 @torch.no_grad()
 def benchmark(
-    config: dict[str, Any], name: str, seed: int, data_dir: str | Path, models: list[str | Path], out: str | Path
+    config: dict[str, Any],
+    name: str,
+    seed: int,
+    data_dir: str | Path,
+    models: list[str | Path],
+    out: str | Path,
+    tokens_dir: str | Path | None = None,
 ) -> pd.DataFrame:
     """Measure method ``name``; ``models``: its ``model.pt`` (a re-ranker: its first and second stage's). Writes
     ``out`` (CSV, ``COLUMNS``)."""
@@ -273,7 +279,7 @@ def benchmark(
         )
     data = load_split(data_dir, "test")
     loaded = [
-        encode_stage(load_trained(config, m, seed, data_dir, p), data, device)
+        encode_stage(load_trained(config, m, seed, data_dir, p, tokens_dir), data, device)
         for m, p in zip(stages, models, strict=True)
     ]
     settings = Settings(

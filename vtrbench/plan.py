@@ -71,6 +71,13 @@ def dataset_unit(config: dict[str, Any]) -> Unit:
     return make_unit("data", config["dataset"]["name"], {"dataset": config["dataset"]})
 
 
+def tokens_unit(config: dict[str, Any]) -> Unit:
+    """The tokenised captions of the prepared dataset, for this config's text tower (``vtrbench tokenize``)."""
+    return make_unit(
+        "tokens", config["dataset"]["name"], {"dataset": config["dataset"], "model": {"text": config["model"]["text"]}}
+    )
+
+
 def run_config(config: dict[str, Any], name: str) -> dict[str, Any]:
     """What a trained (or re-ranked, or external) method depends on: the shared sections and its own stages (and
     the budget factor of a budget test's longer run)."""
@@ -144,11 +151,14 @@ class Plan:
         self.long = {m: run_unit(longer(config, config["plateau"]["factor"]), m) for m in self.trained}
         self.run_data = {name: self.data for name in self.methods}
         self.run_data.update({name: dataset_unit(cfg) for name, cfg in self.sweep_configs.items()})
+        self.run_tokens = {name: tokens_unit(config) for name in self.methods}
+        self.run_tokens.update({name: tokens_unit(cfg) for name, cfg in self.sweep_configs.items()})
         self.latency = {m: measurement_unit(config, "latency", m) for m in self.trained + self.rerank}
         self.throughput = {m: measurement_unit(config, "throughput", m) for m in self.trained}
         self.losses = loss_level_unit(config)
         self.report = make_unit("report", "report", {k: v for k, v in config.items() if k != "run_name"})
-        every = [self.data, *self.run_data.values(), *self.runs.values(), *self.long.values()]
+        every = [self.data, *self.run_data.values(), *self.run_tokens.values(), *self.runs.values()]
+        every += self.long.values()
         every += [*self.latency.values(), *self.throughput.values(), self.losses, self.report]
         self.units = {(u.section, u.name, u.fp): u for u in every}
 
@@ -174,6 +184,14 @@ class Plan:
     def data_manifest(self, name: str) -> str:
         """The manifest of the prepared dataset that run ``name`` (a method or a sweep point) reads."""
         return f"{self.folder(self.run_data[name])}/manifest.json"
+
+    def tokens(self, name: str) -> str:
+        """The tokenize job's marker of the captions that run ``name`` (a method or a sweep point) reads."""
+        return f"{self.folder(self.run_tokens[name])}/tokens.json"
+
+    def tokens_data(self, unit: Unit) -> str:
+        """The manifest of the prepared dataset a tokens unit tokenises."""
+        return f"{self.folder(dataset_unit(unit.config))}/manifest.json"
 
     def init_checkpoint(self, run: Unit, seed: int | str) -> list[str]:
         """The model.pt a warm-started method (``init_from``) starts from, same seed; [] otherwise."""

@@ -166,13 +166,15 @@ def evaluate_rerank(
     first_model: str | Path,
     second_model: str | Path,
     out_dir: str | Path,
+    tokens_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Choose (k, w) of re-ranker ``name`` on val, evaluate it on test; writes metrics.json, ranks.parquet and
     rerank_sweep.csv under ``out_dir``."""
     opts = options_of(config["methods"][name])
     device = start(config["train"]["threads"], config["train"]["device"])
     setups = [
-        load_trained(config, m, seed, data_dir, p) for m, p in ((opts.first, first_model), (opts.second, second_model))
+        load_trained(config, m, seed, data_dir, p, tokens_dir)
+        for m, p in ((opts.first, first_model), (opts.second, second_model))
     ]
     check_stages(setups[0].method, setups[1].method, opts)
     kmax = max(int(k) for k in opts.k)

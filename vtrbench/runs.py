@@ -8,7 +8,6 @@ checkpoint of another identity.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import subprocess
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from tqdm import tqdm
 from vtrbench import plan, resultfiles
 from vtrbench.backbones import BackboneConfig, Backbones
 from vtrbench.data.batches import Tokens, tokenize
-from vtrbench.data.records import SplitData
+from vtrbench.data.records import SplitData, load_split
 from vtrbench.methods import RetrievalMethod, build_method
 from vtrbench.pretrained import load_tokenizer
 
@@ -51,9 +50,12 @@ class Setup:
     method_name: str
     data_dir: Path
     selected: dict[str, Any] | None = None  # step and val score of the loaded checkpoint (None: fresh weights)
+    tokens_dir: Path | None = None  # the tokenised captions written by `vtrbench tokenize` (None: tokenise here)
 
 
-def build(config: dict[str, Any], method_name: str, data_dir: str | Path) -> Setup:
+def build(
+    config: dict[str, Any], method_name: str, data_dir: str | Path, tokens_dir: str | Path | None = None
+) -> Setup:
     """Build the shared backbones and the named method (the same code path for every step)."""
     if method_name not in config["methods"]:
         raise ValueError(f"unknown method {method_name!r}; the config defines: {', '.join(config['methods'])}")
@@ -61,28 +63,43 @@ def build(config: dict[str, Any], method_name: str, data_dir: str | Path) -> Set
     tokenizer = load_tokenizer(backbone_cfg.text, Path(data_dir) / "vocab.txt")
     backbones = Backbones(backbone_cfg, vocab_size=len(tokenizer), image_size=config["dataset"]["resolution"])
     method = build_method(backbones, config["methods"][method_name], config["methods"])
-    return Setup(method=method, tokenizer=tokenizer, config=config, method_name=method_name, data_dir=Path(data_dir))
+    tokens = Path(tokens_dir) if tokens_dir is not None else None
+    return Setup(method, tokenizer, config, method_name, Path(data_dir), tokens_dir=tokens)
 
 
 def split_tokens(setup: Setup, split: SplitData) -> Tokens:
-    """The split's captions tokenised once per dataset and tokenizer: cached beside the prepared data.
+    """The split's captions tokenised: read from ``setup.tokens_dir`` (the tokenize job's output) when it holds
+    them, else tokenised here. Nothing is written: the tokenize job (:func:`write_tokens`) is their one writer.
 
-    The cache key covers the tokenizer's class and vocabulary, the length and the captions themselves, so a
-    cached file is never used for other text (a stale one is simply not found).
+    A file is found by a key over the tokenizer's class and vocabulary, the length and the captions themselves,
+    so it is never used for other text (a stale one is simply not found).
     """
     max_length = setup.config["model"]["text"]["max_length"]
-    key = _tokens_key(setup.tokenizer, max_length, split.captions)
-    path = setup.data_dir / "tokens" / f"{key}.pt"
-    if path.is_file():
-        try:
-            cached = torch.load(path, map_location="cpu", weights_only=True)
-            return Tokens(cached["input_ids"], cached["attention_mask"])
-        except (OSError, RuntimeError, KeyError):
-            pass  # unreadable cache: tokenise again and rewrite it
-    tokens = tokenize(setup.tokenizer, split.captions, max_length)
-    with contextlib.suppress(OSError):  # a read-only data folder: the tokens are still correct, only not cached
+    if setup.tokens_dir is not None:
+        path = setup.tokens_dir / f"{_tokens_key(setup.tokenizer, max_length, split.captions)}.pt"
+        if path.is_file():
+            try:
+                cached = torch.load(path, map_location="cpu", weights_only=True)
+                return Tokens(cached["input_ids"], cached["attention_mask"])
+            except (OSError, RuntimeError, KeyError):
+                pass  # unreadable: tokenise here (the tokenize job rewrites it when it runs again)
+    return tokenize(setup.tokenizer, split.captions, max_length)
+
+
+def write_tokens(config: dict[str, Any], data_dir: str | Path, out: str | Path) -> dict[str, int]:
+    """The tokenize job: every split's captions tokenised under ``out`` (one file per split, by key), then
+    ``tokens.json`` (key file -> captions) last, which marks the folder complete."""
+    tokenizer = load_tokenizer(BackboneConfig.from_dict(config["model"]).text, Path(data_dir) / "vocab.txt")
+    max_length = config["model"]["text"]["max_length"]
+    files = {}
+    for name in ("train", "val", "test"):
+        captions = load_split(data_dir, name).captions
+        tokens = tokenize(tokenizer, captions, max_length)
+        path = Path(out) / f"{_tokens_key(tokenizer, max_length, captions)}.pt"
         resultfiles.save_torch({"input_ids": tokens.input_ids, "attention_mask": tokens.attention_mask}, path)
-    return tokens
+        files[path.name] = len(captions)
+    resultfiles.write_json(Path(out) / "tokens.json", {"files": files})
+    return files
 
 
 def _tokens_key(tokenizer: Any, max_length: int, captions: list[str]) -> str:
@@ -144,11 +161,16 @@ def _identity_diff(theirs: dict[str, Any], ours: dict[str, Any]) -> list[str]:
 
 
 def load_trained(
-    config: dict[str, Any], method_name: str, seed: int, data_dir: str | Path, model_path: str | Path
+    config: dict[str, Any],
+    method_name: str,
+    seed: int,
+    data_dir: str | Path,
+    model_path: str | Path,
+    tokens_dir: str | Path | None = None,
 ) -> Setup:
     """Rebuild the method and load its selected weights; refuses a checkpoint of another method or config."""
     ckpt = load_checkpoint(Path(model_path), run_identity(config, method_name, seed))
-    setup = build(config, method_name, data_dir)
+    setup = build(config, method_name, data_dir, tokens_dir)
     setup.method.load_state_dict(ckpt["model"])
     setup.method.eval()
     setup.selected = {"step": ckpt["step"], "val": ckpt["val"], "commit": ckpt.get("commit", "unknown")}

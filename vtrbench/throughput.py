@@ -98,12 +98,13 @@ def measure_method(
     batch_sizes: list[int],
     warmup: int,
     repeats: int,
+    tokens_dir: str | Path | None = None,
 ) -> pd.DataFrame:
     """Raw rows (``RAW_COLUMNS``): one per (frames, batch size, phase, repeat) for ``method_name``."""
     tcfg = config["train"]
     device = start(tcfg["threads"], tcfg["device"])
     torch.manual_seed(0)
-    setup = build(config, method_name, data_dir)
+    setup = build(config, method_name, data_dir, tokens_dir)
     method = setup.method.to(device).train()
     tokens = split_tokens(setup, load_split(data_dir, "val"))
     optimizer = make_optimizer(method, config, 1e-6)
@@ -214,10 +215,17 @@ def measure_losses(
     return pd.DataFrame(rows, columns=LOSS_COLUMNS)
 
 
-def run_throughput(config: dict[str, Any], method_name: str, data_dir: str | Path, out: str | Path) -> pd.DataFrame:
+def run_throughput(
+    config: dict[str, Any],
+    method_name: str,
+    data_dir: str | Path,
+    out: str | Path,
+    tokens_dir: str | Path | None = None,
+) -> pd.DataFrame:
     """Measure one method over ``config['throughput']``'s grid; write the raw rows to ``out`` (CSV)."""
     t = config["throughput"]
-    raw = measure_method(config, method_name, data_dir, t["frames"], t["batch_sizes"], t["warmup"], t["repeats"])
+    grid = (t["frames"], t["batch_sizes"], t["warmup"], t["repeats"])
+    raw = measure_method(config, method_name, data_dir, *grid, tokens_dir=tokens_dir)
     resultfiles.write_csv(raw, out)
     return raw
 

@@ -189,18 +189,20 @@ def train(
     data_dir: str | Path,
     out_dir: str | Path,
     init_checkpoint: str | Path | None = None,
+    tokens_dir: str | Path | None = None,
 ) -> Path:
     """Train ``method_name`` with ``seed``; resume from ``out_dir/checkpoint/last.pt`` when present.
 
     ``init_checkpoint``: the ``model.pt`` of the method named by this method's ``init_from`` option (required
-    then); its weights go through ``method.warm_start`` before the first step.
+    then); its weights go through ``method.warm_start`` before the first step. ``tokens_dir``: the tokenize job's
+    folder (None: the captions are tokenised here).
     """
     files = RunFiles(Path(out_dir))
     check_writable(files.out)
     device = start(config["train"]["threads"], config["train"]["device"])
     ctx = distributed.init_from_env(device)  # under torchrun: this rank's own device
     torch.manual_seed(seed)
-    setup = build(config, method_name, data_dir)
+    setup = build(config, method_name, data_dir, tokens_dir)
     method = setup.method.to(ctx.device)
     tcfg = effective_train(config, method)
     if config["methods"][method_name].get("init_from") and not files.last.exists():

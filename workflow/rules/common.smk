@@ -58,6 +58,18 @@ def data_manifest(wildcards):
     return PLAN.data_manifest(wildcards.name)
 
 
+def tokens(wildcards):
+    """The tokenize job's marker of the captions the job of method (or sweep point) ``wildcards.name`` reads."""
+    return PLAN.tokens(wildcards.name)
+
+
+def tokens_data_manifest(wildcards):
+    unit = PLAN.unit("tokens", wildcards.name, wildcards.fp)
+    if unit is None:
+        raise WorkflowError(f"{ROOT}/tokens/{wildcards.name}/{wildcards.fp}: not a tokens folder of this config")
+    return PLAN.tokens_data(unit)
+
+
 def init_checkpoint(wildcards):
     return PLAN.init_checkpoint(run_unit(wildcards), wildcards.seed)
 
@@ -73,7 +85,7 @@ def latency_models(wildcards):
 
 
 def gpu_resources(gpus=None):
-    """resources of a rule that uses the device: gpu=gpus (default train.gpus) when train.device is cuda; none on
+    """resources of a job that uses the device - gpu=gpus (default train.gpus) when train.device is cuda; none on
     the CPU path. A profile's set-resources (workflow/profiles/slurm, kubernetes) or --set-resources overrides it."""
     train = config.get("train", {})
     return {"gpu": int(gpus or train.get("gpus", 1))} if train.get("device") == "cuda" else {}

@@ -16,3 +16,24 @@ rule prepare:
         "../envs/vtrbench.yaml"
     shell:
         "python -m vtrbench.cli prepare --config {input.cfg} --out {params.out} --threads {threads} > {log} 2>&1"
+
+
+# The captions of every split tokenised once per dataset and text tower; the jobs that train, evaluate and time read
+# them (--tokens), and nothing else writes tokens.
+rule tokenize:
+    input:
+        cfg=f"{ROOT}/tokens/{{name}}/{{fp}}/config.json",
+        manifest=tokens_data_manifest,
+    output:
+        marker=f"{ROOT}/tokens/{{name}}/{{fp}}/tokens.json",
+    params:
+        data=input_dir("manifest"),
+        out=output_dir("marker"),
+    log:
+        f"{ROOT}/logs/tokenize/{{name}}-{{fp}}.log",
+    message:
+        "Tokenising the captions of {wildcards.name} ({wildcards.fp})"
+    conda:
+        "../envs/vtrbench.yaml"
+    shell:
+        "python -m vtrbench.cli tokenize --config {input.cfg} --data {params.data} --out {params.out} > {log} 2>&1"

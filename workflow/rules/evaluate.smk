@@ -2,6 +2,7 @@ rule evaluate:
     input:
         cfg=f"{ROOT}/runs/{{name}}/{{fp}}/config.json",
         manifest=data_manifest,
+        tokens=tokens,
         model=rules.train.output.model,
     output:
         metrics=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/metrics.json",
@@ -9,6 +10,7 @@ rule evaluate:
         pairwise=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/pairwise.parquet",
     params:
         data=input_dir("manifest"),
+        tokens=input_dir("tokens"),
         out=output_dir("metrics"),
     wildcard_constraints:
         name="|".join(TRAINED + SWEEP_POINTS) or "^$",
@@ -25,7 +27,7 @@ rule evaluate:
         "../envs/vtrbench.yaml"
     shell:
         "python -m vtrbench.cli evaluate --config {input.cfg} --method {wildcards.name} --seed {wildcards.seed} "
-        "--data {params.data} --model {input.model} --out {params.out} > {log} 2>&1"
+        "--data {params.data} --tokens {params.tokens} --model {input.model} --out {params.out} > {log} 2>&1"
 
 
 # The val split as model selection saw it (the budget test of vtrbench/report/convergence.py reads it).
@@ -33,6 +35,7 @@ rule evaluate_val:
     input:
         cfg=f"{ROOT}/runs/{{name}}/{{fp}}/config.json",
         manifest=data_manifest,
+        tokens=tokens,
         model=rules.train.output.model,
     output:
         metrics=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/val/metrics.json",
@@ -40,6 +43,7 @@ rule evaluate_val:
         pairwise=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/val/pairwise.parquet",
     params:
         data=input_dir("manifest"),
+        tokens=input_dir("tokens"),
         out=output_dir("metrics"),
     wildcard_constraints:
         name="|".join(TRAINED) or "^$",
@@ -54,7 +58,8 @@ rule evaluate_val:
         "../envs/vtrbench.yaml"
     shell:
         "python -m vtrbench.cli evaluate --config {input.cfg} --method {wildcards.name} --seed {wildcards.seed} "
-        "--data {params.data} --model {input.model} --out {params.out} --split val > {log} 2>&1"
+        "--data {params.data} --tokens {params.tokens} --model {input.model} --out {params.out} --split val "
+        "> {log} 2>&1"
 
 
 # Two-stage retrieval (vtrbench/rerank.py): depth and weight chosen on val, evaluated on test.
@@ -62,6 +67,7 @@ rule rerank:
     input:
         cfg=f"{ROOT}/runs/{{name}}/{{fp}}/config.json",
         manifest=data_manifest,
+        tokens=tokens,
         first=lambda w: stage_models(w)[0],
         second=lambda w: stage_models(w)[1],
     output:
@@ -71,6 +77,7 @@ rule rerank:
         sweep=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/rerank_sweep.csv",
     params:
         data=input_dir("manifest"),
+        tokens=input_dir("tokens"),
         out=output_dir("metrics"),
     wildcard_constraints:
         name="|".join(RERANK) or "^$",
@@ -87,7 +94,8 @@ rule rerank:
         "../envs/vtrbench.yaml"
     shell:
         "python -m vtrbench.cli rerank --config {input.cfg} --method {wildcards.name} --seed {wildcards.seed} "
-        "--data {params.data} --first {input.first} --second {input.second} --out {params.out} > {log} 2>&1"
+        "--data {params.data} --tokens {params.tokens} --first {input.first} --second {input.second} "
+        "--out {params.out} > {log} 2>&1"
 
 
 # External methods: their own rules write {ROOT}/runs/{name}/{fp}/seed{seed}/metrics.json (and latency.csv).

@@ -5,11 +5,13 @@ rule latency:
     input:
         cfg=f"{ROOT}/latency/{{name}}/{{fp}}/config.json",
         manifest=f"{PLAN.folder(DATA)}/manifest.json",
+        tokens=tokens,
         models=latency_models,
     output:
         latency=f"{ROOT}/latency/{{name}}/{{fp}}/seed{{seed}}/latency.csv",
     params:
         data=input_dir("manifest"),
+        tokens=input_dir("tokens"),
     wildcard_constraints:
         name="|".join(TRAINED + RERANK) or "^$",
     threads: config["latency"]["threads"]
@@ -23,7 +25,7 @@ rule latency:
         "../envs/vtrbench.yaml"
     shell:
         "python -m vtrbench.cli latency --config {input.cfg} --method {wildcards.name} --seed {wildcards.seed} "
-        "--data {params.data} --models {input.models} --out {output.latency} > {log} 2>&1"
+        "--data {params.data} --tokens {params.tokens} --models {input.models} --out {output.latency} > {log} 2>&1"
 
 
 rule tradeoff:

@@ -8,10 +8,12 @@ rule throughput:
     input:
         cfg=f"{ROOT}/throughput/{{name}}/{{fp}}/config.json",
         manifest=f"{PLAN.folder(DATA)}/manifest.json",
+        tokens=tokens,
     output:
         raw=f"{ROOT}/throughput/{{name}}/{{fp}}/throughput.csv",
     params:
         data=input_dir("manifest"),
+        tokens=input_dir("tokens"),
     wildcard_constraints:
         name="|".join(TRAINED) or "^$",
     threads: config["train"]["threads"]
@@ -25,6 +27,7 @@ rule throughput:
         "../envs/vtrbench.yaml"
     shell:
         "python -m vtrbench.cli throughput --config {input.cfg} --method {wildcards.name} --data {params.data} "
+        "--tokens {params.tokens} "
         "--out {output.raw} > {log} 2>&1"
 
 

@@ -2,6 +2,7 @@ rule train:
     input:
         cfg=f"{ROOT}/runs/{{name}}/{{fp}}/config.json",
         manifest=data_manifest,
+        tokens=tokens,
         init=init_checkpoint,
     output:
         model=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/model.pt",
@@ -9,6 +10,7 @@ rule train:
         val_log=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/val_log.csv",
     params:
         data=input_dir("manifest"),
+        tokens=input_dir("tokens"),
         out=output_dir("model"),
         init=lambda w, input: f"--init-from {input.init}" if input.init else "",
         launch=train_launcher,
@@ -28,4 +30,4 @@ rule train:
         "../envs/vtrbench.yaml"
     shell:
         "{params.launch} train --config {input.cfg} --method {wildcards.name} --seed {wildcards.seed} "
-        "--data {params.data} --out {params.out} {params.init} > {log} 2>&1"
+        "--data {params.data} --tokens {params.tokens} --out {params.out} {params.init} > {log} 2>&1"
