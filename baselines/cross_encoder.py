@@ -18,10 +18,10 @@ docs/cross-encoder.md):
 * matching loss: listwise cross-entropy per caption over its own hard-negative group plus ``hard_negatives``
   other in-batch videos drawn in proportion to the softmax of the first stage's similarity (ALBEF samples one hard
   negative per sample this way; UNITER mines them with the model itself);
-* towers at ``tower_lr_scale`` x lr; the fusion head starts at a small non-zero init (a zero head gives the
-  fusion no gradient signal through the score's ranking);
-* the score is the fusion head alone (``residual: false``); combining it with the first stage's score is the
-  two-stage harness's job (``vtrbench.rerank``: ITM + w * ITC, w chosen on val), so nothing is counted twice.
+* towers at ``tower_lr_scale`` x lr; the fusion head starts at a small non-zero init (``HEAD_INIT_STD``: a zero
+  head gives the fusion no gradient signal through the score's ranking);
+* the score is the fusion head alone; combining it with the first stage's score is the two-stage harness's job
+  (``vtrbench.rerank``: ITM + w * ITC, w chosen on val), so nothing is counted twice.
 
 Cost: the last fusion layer computes only the JCLS output (the only one read), pairs are scored ``pair_chunk`` at a
 time (small enough for the caches), and no attention mask is built when a chunk has no padding (one query never
@@ -47,6 +47,7 @@ from vtrbench.methods import Batch, EmbeddingMethod, Features, PairMethod, build
 
 TEXT, FRAME, PATCH = 0, 1, 2  # type embeddings
 FIRST = "first."  # feature-key prefix of the embedded first stage's features
+HEAD_INIT_STD = 0.02  # init std of the score head: small, not zero (ALBEF/BLIP heads; docs/cross-encoder.md)
 
 
 @dataclass
@@ -59,8 +60,6 @@ class CrossEncoderOptions:
     hard_negatives: int = 4  # extra candidates per caption: other in-batch videos, sampled by first-stage softmax
     sampling: str = "softmax"  # "softmax" (ALBEF: drawn in proportion to exp(sim)) | "hardest" (top by sim)
     tower_lr_scale: float = 1.0  # lr multiplier of the towers and the first stage's heads
-    head_init_std: float = 0.02  # init std of the score head (0 = zero init)
-    residual: bool = False  # add the first stage's logit to the score (False: the fusion alone; see rerank)
     steps: int | None = 1000  # optimiser steps (overrides train.steps: the budget on top of the warm start)
     eval_every: int | None = 250  # overrides train.eval_every
     val_k: int = 20  # validation re-scores the first stage's top val_k of every val caption
@@ -140,7 +139,7 @@ class CrossEncoder(PairMethod):
         self.fusion = nn.ModuleList([FusionLayer(dim, opts.fusion_heads) for _ in range(opts.fusion_layers)])
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, 1)
-        nn.init.normal_(self.head.weight, std=opts.head_init_std)
+        nn.init.normal_(self.head.weight, std=HEAD_INIT_STD)
         nn.init.zeros_(self.head.bias)
 
     # -- hooks used by the trainer and the evaluator ------------------------------------------------------------
@@ -236,7 +235,7 @@ class CrossEncoder(PairMethod):
             x = layer(x, valid, queries=1 if i == len(self.fusion) - 1 else None)  # last layer: JCLS only
         return self.head(self.norm(x[:, 0])).squeeze(-1)  # [P]
 
-    def interaction_scores(self, queries: Features, gallery: Features, candidates: Tensor) -> Tensor:
+    def score_candidates(self, queries: Features, gallery: Features, candidates: Tensor) -> Tensor:
         """[n_text, k] fusion-head scores of the candidates, ``pair_chunk`` pairs per fusion pass."""
         n_text, k = candidates.shape
         width = max(int(queries["mask"].sum(1).max()), 1)
@@ -249,14 +248,6 @@ class CrossEncoder(PairMethod):
             rows = owner[p0:p1]
             out[p0:p1] = self.pair_scores(text[rows], mask[rows], gallery["tokens"][flat[p0:p1]])
         return out.view(n_text, k)
-
-    def score_candidates(self, queries: Features, gallery: Features, candidates: Tensor) -> Tensor:
-        """[n_text, k]: the fusion score, plus the first stage's logit when ``residual``."""
-        out = self.interaction_scores(queries, gallery, candidates)
-        if self.opts.residual and self.first is not None:
-            first = self.first.score(_unprefix(queries), _unprefix(gallery)).gather(1, candidates)  # [n_text, k]
-            out = out + self.first.logit_scale() * first
-        return out
 
     # -- training -------------------------------------------------------------------------------------------------
 
@@ -306,8 +297,6 @@ class CrossEncoder(PairMethod):
             mask[:, None].expand(B, C, -1).flatten(0, 1),
             video[cand.flatten()],
         ).view(B, C)  # [B, C]
-        if self.opts.residual:
-            s = s + first_sim.gather(1, cand)
         target = torch.zeros(B, dtype=torch.long, device=s.device)  # the positive is candidate 0
         return {**terms, "match_loss": F.cross_entropy(s, target)}
 

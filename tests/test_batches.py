@@ -30,26 +30,29 @@ def test_frame_gather_equals_take_along_axis(smoke_data, monkeypatch, in_memory)
     assert np.array_equal(gathered, reference)
 
 
-def test_cached_tokens_equal_a_fresh_tokenisation(smoke_config, smoke_data, tmp_path, monkeypatch):
-    data = shutil.copytree(smoke_data, tmp_path / "data")  # an empty token cache
-    shutil.rmtree(data / "tokens", ignore_errors=True)
-    setup = runs.build(smoke_config, "cret", data)
+def test_the_tokenize_jobs_tokens_equal_a_fresh_tokenisation(smoke_config, smoke_data, tmp_path, monkeypatch):
+    data = shutil.copytree(smoke_data, tmp_path / "data")
+    before = sorted(p.relative_to(data) for p in data.rglob("*"))
+    tokens_dir = tmp_path / "tokens"
+    files = runs.write_tokens(smoke_config, data, tokens_dir)
+    assert len(files) == 3 and (tokens_dir / "tokens.json").is_file()
+    setup = runs.build(smoke_config, "cret", data, tokens_dir)
     split = load_split(data, "val")
     fresh = tokenize(setup.tokenizer, split.captions, smoke_config["model"]["text"]["max_length"])
-    first = runs.split_tokens(setup, split)  # tokenises and writes the cache
-    assert len(list((data / "tokens").glob("*.pt"))) == 1
 
     def no_tokenising(*args, **kwargs):
-        raise AssertionError("tokenised again although the cache holds these captions")
+        raise AssertionError("tokenised again although the tokens folder holds these captions")
 
     monkeypatch.setattr(runs, "tokenize", no_tokenising)
-    second = runs.split_tokens(setup, split)  # read back from the cache
-    for tokens in (first, second):
+    read = runs.split_tokens(setup, split)  # read from the tokenize job's folder
+    monkeypatch.undo()
+    untokenised = runs.split_tokens(runs.build(smoke_config, "cret", data), split)  # no folder: tokenised here
+    for tokens in (read, untokenised):
         assert torch.equal(tokens.input_ids, fresh.input_ids)
         assert torch.equal(tokens.attention_mask, fresh.attention_mask)
-    monkeypatch.undo()
     other = dict(
         smoke_config, model={**smoke_config["model"], "text": {**smoke_config["model"]["text"], "max_length": 12}}
     )
-    shorter = runs.split_tokens(runs.build(other, "cret", data), split)  # another length: another key, not the cache
-    assert shorter.input_ids.shape[1] == 12 and len(list((data / "tokens").glob("*.pt"))) == 2
+    shorter = runs.split_tokens(runs.build(other, "cret", data, tokens_dir), split)  # another length: another key
+    assert shorter.input_ids.shape[1] == 12
+    assert sorted(p.relative_to(data) for p in data.rglob("*")) == before  # nothing written beside the data

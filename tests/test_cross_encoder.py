@@ -32,7 +32,7 @@ def _features(method):
 
 
 def test_contract_shapes_and_finite_grads():
-    for options in ({}, {"video_tokens": "patches", "residual": True}, {"init_from": "cret"}):
+    for options in ({}, {"video_tokens": "patches"}, {"init_from": "cret"}):
         method = _build(**options)
         batch = _batch()
         gallery, queries = _features(method)
@@ -84,18 +84,14 @@ def test_scores_do_not_depend_on_the_chunk_size_or_on_an_all_ones_mask():
         torch.testing.assert_close(layer(x, None), layer(x, torch.ones(3, 8, dtype=torch.bool)), atol=1e-6, rtol=1e-6)
 
 
-def test_interaction_scores_are_the_full_score_minus_the_residual():
-    method = _build(residual=True)
+def test_candidate_scores_are_the_full_gallery_scores_of_those_candidates():
+    method = _build()
     torch.nn.init.normal_(method.head.weight)
     gallery, queries = _features(method)
     cand = torch.tensor([[0, 2], [1, 3], [3, 0], [2, 1]])
-    first = method.first
-    q1 = {k[6:]: v for k, v in queries.items() if k.startswith("first.")}
-    g1 = {k[6:]: v for k, v in gallery.items() if k.startswith("first.")}
-    residual = first.logit_scale() * first.score(q1, g1).gather(1, cand)
-    full, fusion = method.score_candidates(queries, gallery, cand), method.interaction_scores(queries, gallery, cand)
-    torch.testing.assert_close(fusion, full - residual)
+    full = method.score_candidates(queries, gallery, cand)
     torch.testing.assert_close(full, method.score(queries, gallery).gather(1, cand), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(method.interaction_scores(queries, gallery, cand), full)  # no first-stage term
 
 
 @pytest.mark.parametrize("source", ["dual_seq", "cret"])

@@ -13,7 +13,6 @@ import yaml
 from tests.conftest import REPO
 from vtrbench.backbones import BackboneConfig, Backbones
 from vtrbench.methods import (
-    METHODS,
     EmbeddingMethod,
     NoOptions,
     PairMethod,
@@ -21,6 +20,7 @@ from vtrbench.methods import (
     gallery_floats_per_video,
     resolve,
 )
+from vtrbench.registry import METHODS
 
 TINY = {
     "text": {"hidden": 32, "layers": 2, "heads": 2, "max_length": 12},
