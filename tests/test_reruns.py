@@ -133,7 +133,7 @@ def test_a_failing_job_prints_its_one_line_error(tmp_path):
     assert "vtrbench prepare: error:" in console and "no_such_folder" in console  # the log, shown by the profile
     dry = _snakemake(tmp_path, "--configfile", SMOKE, "-n", "-p")
     commands = [line for line in dry.stdout.splitlines() if "python -m vtrbench.cli train" in line]
-    assert commands and max(map(len, commands)) < 400  # the config travels as a file, not as a JSON argument
+    assert commands and max(map(len, commands)) < 500  # paths only: the config travels as a file, not as JSON
 
 
 # --- 4. links between entries, seeds, command-line values -----------------------------------------------------------

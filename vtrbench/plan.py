@@ -1,6 +1,7 @@
 """Where every result lives: one folder per unit of work, named by the fingerprint of the config that defines it.
 
-A *unit* is a prepared dataset, a trained method (its seeds below it), a latency or a throughput measurement.
+A *unit* is a prepared dataset, its tokenised captions, a trained method (its seeds below it), a latency or a
+throughput measurement, the report.
 Its folder is ``results/{run_name}/{section}/{name}/{fingerprint}/`` and holds ``config.json``, the part of the
 configuration the unit depends on (and nothing else). The fingerprint is a hash of that JSON, so:
 
@@ -43,7 +44,7 @@ def canonical(payload: dict[str, Any]) -> str:
 class Unit:
     """One result folder: ``{root}/{section}/{name}/{fp}``, defined by ``config`` (written as config.json)."""
 
-    section: str  # data | runs | latency | throughput
+    section: str  # data | tokens | runs | latency | throughput | report
     name: str  # dataset name, method name, or a sweep point's name
     config: dict[str, Any] = field(compare=False, hash=False)
     fp: str = ""
