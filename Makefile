@@ -20,6 +20,7 @@ install: $(VENV)/.installed
 
 run: install
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES)
+	@echo "make run: report written to $$(ls -t results/*/report.html | head -1); every run: results/report.html"
 
 test: install
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q

@@ -16,6 +16,7 @@
     compare               paired comparisons of every pair of methods (comparisons.csv)
     convergence           the budget test: is each method at its plateau? (convergence.csv)
     report                report.html and its figures, from the tables it is given
+    report-index          results/report.html: one line and a link per run root
 
 Every command that needs the run config takes ``--config FILE`` (YAML or JSON, e.g. config/config.yaml or a
 unit's config.json) plus ``--set key.sub=value`` overrides. Errors a user can fix (a bad value, a missing or
@@ -189,8 +190,21 @@ def cmd_report(args: argparse.Namespace) -> None:
     inputs = ReportInputs.from_paths(
         args.tables, manifest=args.manifest, ledger=args.ledger, benchmarks=list(args.benchmarks)
     )
-    render_report(inputs, args.out, config=_load_config(args), figures_dir=args.figures)
+    config = _load_config(args)
+    render_report(inputs, args.out, config=config, figures_dir=args.figures)
+    if args.summary is not None:
+        from vtrbench import resultfiles
+        from vtrbench.report.index import run_summary
+
+        resultfiles.write_json(args.summary, run_summary(config, inputs.table("runs.csv")))
     print(f"wrote {args.out}")
+
+
+def cmd_report_index(args: argparse.Namespace) -> None:
+    from vtrbench.report.index import render_index
+
+    n = render_index(args.results, args.out)
+    print(f"wrote {args.out}: {n} run(s)")
 
 
 class _Commands:
@@ -308,6 +322,11 @@ def _table_commands(c: _Commands) -> None:
     p.add_argument("--benchmarks", type=Path, nargs="*", default=[], help="Snakemake benchmark files of the jobs")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--figures", type=Path, required=True, help="folder for the PNG figures")
+    p.add_argument("--summary", type=Path, default=None, help="report.json: what the index of every run lists")
+
+    p = c.add("report-index", cmd_report_index, "results/report.html: every run root's report", needs_config=False)
+    p.add_argument("--results", type=Path, default=Path("results"), help="the folder of the run roots")
+    p.add_argument("--out", type=Path, required=True)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -184,8 +184,10 @@ def check_method_options(config: dict[str, Any]) -> None:
         try:
             parse_options(resolve(entry["class"]).options_class, options, f"methods.{name}")
         except (ValueError, TypeError) as err:
-            message = str(err).removeprefix(f"methods.{name}: ")
-            raise ConfigError(f"config error at methods.{name}: {message}") from None
+            message = str(err)
+            if message.startswith(f"methods.{name}."):  # a key of its own: name it
+                raise ConfigError(f"config error at {message}") from None
+            raise ConfigError(f"config error at methods.{name}: {message.removeprefix(f'methods.{name}: ')}") from None
     sweep = config.get("sweep", {})
     if sweep.get("method") in methods:
         entry = methods[sweep["method"]]

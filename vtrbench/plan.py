@@ -286,4 +286,4 @@ class Plan:
         return files
 
     def final_output(self) -> list[str]:
-        return [f"{self.root}/report.html", *self.enabled_tables()]
+        return [f"{self.root}/report.html", "results/report.html", *self.enabled_tables()]

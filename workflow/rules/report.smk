@@ -95,6 +95,7 @@ rule report:
             category="Figures",
             labels={"figure": "{figure}"},
         ),
+        summary=f"{ROOT}/report.json",
     log:
         f"{ROOT}/logs/report.log",
     message:
@@ -104,4 +105,20 @@ rule report:
     shell:
         "python -m vtrbench.cli report --config {input.cfg} --tables {input.tables} --manifest {input.manifest} "
         "--ledger {input.ledger} --benchmarks {input.benchmarks} --out {output.html} --figures {output.figures} "
-        "> {log} 2>&1"
+        "--summary {output.summary} > {log} 2>&1"
+
+
+# results/report.html: every run root's report (this one and those of other configs), rewritten after each report.
+rule report_index:
+    input:
+        summary=rules.report.output.summary,
+    output:
+        html="results/report.html",
+    log:
+        f"{ROOT}/logs/report_index.log",
+    message:
+        "Indexing every run's report in results/report.html"
+    conda:
+        "../envs/vtrbench.yaml"
+    shell:
+        "python -m vtrbench.cli report-index --results results --out {output.html} > {log} 2>&1"
