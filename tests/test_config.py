@@ -49,6 +49,16 @@ def test_every_shipped_config_validates_and_gets_defaults():
         ({"dataset": {"name": "msrvtt"}}, r"dataset\.data_root"),
         ({"train": {"frames": 99}}, r"train\.frames: cannot sample 99 frames from the dataset\.frames=4"),
         ({"seeds": []}, r"seeds: \[\] should be non-empty"),
+        (
+            {"methods": {"cret": {"num_centres": "8"}}},
+            r"^config error at methods\.cret\.num_centres: expected an integer, got '8'",
+        ),
+        ({"methods": {"cret": {"use_ccm": 1}}}, r"methods\.cret\.use_ccm: expected true or false, got 1"),
+        ({"methods": {"rerank": {"k": [2, "4"]}}}, r"methods\.rerank\.k: expected a list of integers"),
+        ({"methods": {"dual/mean": {"class": "cret"}}}, r"methods: 'dual/mean' does not match"),
+        ({"methods": {"my method": {"class": "cret"}}}, r"methods: 'my method' does not match"),
+        ({"methods": {"r": {"class": "rerank", "first": "dual_seq"}}}, r"methods\.r: 'second' is a required property"),
+        ({"latency": {"gallery_sizes": [8, 10**12]}}, r"latency\.gallery_sizes: a gallery of 1,000,000,000,000 videos"),
     ],
 )
 def test_bad_values_name_the_key(smoke_config, override, message):

@@ -7,6 +7,7 @@ line wherever it is caught: the dotted key, what was wrong and what is allowed.
 from __future__ import annotations
 
 import copy
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,8 @@ def _check_consistency(config: dict[str, Any], given: set[str]) -> None:
     if len(set(seeds)) != len(seeds):
         repeated = sorted({s for s in seeds if seeds.count(s) > 1})
         raise ConfigError(f"config error at seeds: {repeated} listed twice; every seed is one run, give each once")
+    if "latency" in given and config["latency"]["enabled"]:
+        _check_gallery_memory(config)
     stored = config["dataset"]["frames"]
     for section in {"train", "eval"} & given:
         if config[section]["frames"] > stored:
@@ -137,6 +140,22 @@ def _check_consistency(config: dict[str, Any], given: set[str]) -> None:
                 f"config error at {section}.frames: cannot sample {config[section]['frames']} frames from the "
                 f"dataset.frames={stored} stored per video"
             )
+
+
+def _check_gallery_memory(config: dict[str, Any]) -> None:
+    """Refuse a latency gallery this machine cannot hold, before any job (the latency job would die after every
+    training). A lower bound: the sampled vectors and FAISS's copy of them, 4 bytes per float, at the widest
+    ``dim`` option of the methods (64 when none says)."""
+    largest = max(config["latency"]["gallery_sizes"])
+    dim = max([int(e["dim"]) for e in config["methods"].values() if isinstance(e.get("dim"), int)] or [64])
+    need = 2 * 4 * dim * largest
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > 0.8 * have:
+        raise ConfigError(
+            f"config error at latency.gallery_sizes: a gallery of {largest:,} videos needs at least "
+            f"{need / 1e9:.1f} GB (2 copies x 4 bytes x {dim} floats per video) and this machine has "
+            f"{have / 1e9:.1f} GB; lower the largest size"
+        )
 
 
 def load(path: str | Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -69,20 +69,26 @@ COLUMNS = [
     "top10_agreement",  # search rows of embedding methods: fraction of queries where FAISS and torch top-10 agree
 ]
 TOP = 10
+CHUNK = 1 << 20  # sampled gallery vectors drawn per step
 
 
 def synthetic_gallery(real: np.ndarray, size: int, seed: int = 0) -> tuple[np.ndarray, bool]:
-    """``size`` gallery vectors: the real ones first, then draws from a Gaussian fitted to them (float32)."""
+    """``size`` gallery vectors: the real ones first, then draws from a Gaussian fitted to them, built in float32
+    (the index's own type: a float64 draw would need twice the memory of the gallery it makes)."""
     n, d = real.shape
     if size <= n:
         return np.ascontiguousarray(real[:size], dtype=np.float32), False
-    mean = real.mean(0)
+    mean = real.mean(0).astype(np.float32)
     cov = np.cov(real, rowvar=False).reshape(d, d)
     vals, vecs = np.linalg.eigh(cov)
-    root = vecs * np.sqrt(np.clip(vals, 0.0, None))  # cov = root @ root.T (PSD even when n < d)
-    z = np.random.default_rng(seed).standard_normal((size - n, d))
-    extra = mean + z @ root.T
-    return np.ascontiguousarray(np.concatenate([real, extra]), dtype=np.float32), True
+    root = (vecs * np.sqrt(np.clip(vals, 0.0, None))).astype(np.float32)  # cov = root @ root.T (PSD when n < d)
+    out = np.empty((size, d), dtype=np.float32)
+    out[:n] = real
+    rng = np.random.default_rng(seed)
+    for first in range(n, size, CHUNK):  # one chunk of draws at a time
+        stop = min(first + CHUNK, size)
+        out[first:stop] = mean + rng.standard_normal((stop - first, d), dtype=np.float32) @ root.T
+    return out, True
 
 
 def faiss_index(gallery: np.ndarray) -> faiss.Index:
