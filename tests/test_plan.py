@@ -44,7 +44,8 @@ def test_every_stage_path_is_spelt_one_way(smoke_plan):
 def test_every_unit_is_found_by_its_folder(smoke_plan):
     for unit in [smoke_plan.data, *smoke_plan.runs.values(), *smoke_plan.long.values(), smoke_plan.report]:
         section, name, fp = smoke_plan.folder(unit).split("/")[2:]
-        assert smoke_plan.unit(section, name, fp) is unit
+        found = smoke_plan.unit(section, name, fp)
+        assert found == unit and found.config == unit.config
     assert smoke_plan.unit("runs", "cret", "00000000") is None
 
 

@@ -191,34 +191,38 @@ METHOD_LINKS = {"init_from": ("embedding",), "first": ("embedding",), "second": 
 
 
 def check_method_options(config: dict[str, Any]) -> None:
-    """Each method's class must exist and accept its options, and the frame sweep's method must take the swept
-    option (imports the method classes)."""
-    from vtrbench.methods import resolve
-    from vtrbench.options import parse_options
+    """Each method's class must exist and accept its options, and the frame sweep's method must take each swept
+    value (imports the method classes)."""
     from vtrbench.sweep import SWEPT_OPTION
 
     methods = config["methods"]
     for name, entry in methods.items():
-        options = {k: v for k, v in entry.items() if k != "class"}
         try:
-            parse_options(resolve(entry["class"]).options_class, options, f"methods.{name}")
+            _parse_entry(name, entry)
         except (ValueError, TypeError) as err:
             message = str(err)
             if message.startswith(f"methods.{name}."):  # a key of its own: name it
                 raise ConfigError(f"config error at {message}") from None
             raise ConfigError(f"config error at methods.{name}: {message.removeprefix(f'methods.{name}: ')}") from None
     sweep = config.get("sweep", {})
-    if sweep.get("method") in methods:
-        entry = methods[sweep["method"]]
-        for loss in sweep["losses"]:
-            options = {k: v for k, v in entry.items() if k != "class"} | {SWEPT_OPTION: loss}
-            try:
-                parse_options(resolve(entry["class"]).options_class, options, f"methods.{sweep['method']}")
-            except (ValueError, TypeError) as err:
-                raise ConfigError(
-                    f"config error at sweep.method: {sweep['method']!r} (class {entry['class']!r}) cannot take "
-                    f"{SWEPT_OPTION}={loss!r}: {err}"
-                ) from None
+    base = sweep.get("method")
+    for loss in sweep.get("losses", []) if base in methods else []:
+        try:
+            _parse_entry(base, {**methods[base], SWEPT_OPTION: loss})
+        except (ValueError, TypeError) as err:
+            raise ConfigError(
+                f"config error at sweep.method: {base!r} (class {methods[base]['class']!r}) cannot take "
+                f"{SWEPT_OPTION}={loss!r}: {err}"
+            ) from None
+
+
+def _parse_entry(name: str, entry: dict[str, Any]) -> None:
+    """Build the options dataclass of one method entry (raises what ``parse_options`` or the class raises)."""
+    from vtrbench.methods import resolve
+    from vtrbench.options import parse_options
+
+    options = {k: v for k, v in entry.items() if k != "class"}
+    parse_options(resolve(entry["class"]).options_class, options, f"methods.{name}")
 
 
 def _check_links(methods: dict[str, Any]) -> None:

@@ -23,7 +23,12 @@ def start(threads: int, device_name: str) -> torch.device:
     return pick_device(device_name)
 
 
+def uses_bf16(device: torch.device, amp: bool) -> bool:
+    """Whether :func:`autocast` runs in bf16 here: ``amp`` on CUDA (the tables' ``dtype`` labels read this too)."""
+    return amp and device.type == "cuda"
+
+
 def autocast(device: torch.device, amp: bool) -> torch.autocast:
     """bf16 autocast on CUDA when ``amp``; a no-op on CPU. Callers cast features back to fp32 before scoring:
     bf16 scores would create ties under the strict tie rule of ``vtrbench.metrics``."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(device, amp))

@@ -38,7 +38,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from vtrbench import resultfiles
 from vtrbench.data.batches import Tokens, eval_clips
 from vtrbench.data.records import SplitData, load_split
-from vtrbench.device import autocast, start
+from vtrbench.device import autocast, start, uses_bf16
 from vtrbench.encoding import Encoded, encode_stage
 from vtrbench.methods import EmbeddingMethod, Features, PairMethod, gallery_floats_per_video
 from vtrbench.registry import kind_of
@@ -156,7 +156,8 @@ def _encode_rows(rec: Recorder, loaded: list[Encoded], data: SplitData, frames: 
     def encode_v(clips: torch.Tensor) -> Callable[[], None]:
         def call() -> None:
             with autocast(device, s.amp):
-                [stage.method.encode_videos(clips) for stage in loaded]
+                for stage in loaded:
+                    stage.method.encode_videos(clips)
 
         return call
 
@@ -299,7 +300,7 @@ def benchmark(
         seed,
         config["train"]["amp"],
     )
-    encoders = "bfloat16" if config["train"]["amp"] and device.type == "cuda" else "float32"  # as encode_stage ran
+    encoders = "bfloat16" if uses_bf16(device, config["train"]["amp"]) else "float32"  # as encode_stage ran
     rec = Recorder(name, seed, lcfg["threads"], device, encoders)
     _encode_rows(rec, loaded, data, config["eval"]["frames"], settings)
     if two_stage:

@@ -150,10 +150,8 @@ class Plan:
         self.sweep_configs = dict(sweep_points(config)) if sweep["method"] in config["methods"] else {}
         self.runs.update({name: run_unit(cfg, name) for name, cfg in self.sweep_configs.items()})
         self.long = {m: run_unit(longer(config, config["plateau"]["factor"]), m) for m in self.trained}
-        self.run_data = {name: self.data for name in self.methods}
-        self.run_data.update({name: dataset_unit(cfg) for name, cfg in self.sweep_configs.items()})
-        self.run_tokens = {name: tokens_unit(config) for name in self.methods}
-        self.run_tokens.update({name: tokens_unit(cfg) for name, cfg in self.sweep_configs.items()})
+        self.run_data = {name: dataset_unit(run.config) for name, run in self.runs.items()}  # a sweep point: its own
+        self.run_tokens = {name: tokens_unit(run.config) for name, run in self.runs.items()}
         self.latency = {m: measurement_unit(config, "latency", m) for m in self.trained + self.rerank}
         self.throughput = {m: measurement_unit(config, "throughput", m) for m in self.trained}
         self.losses = loss_level_unit(config)

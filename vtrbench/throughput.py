@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from vtrbench import resultfiles
 from vtrbench.data.batches import random_batch
 from vtrbench.data.records import load_split
-from vtrbench.device import autocast, start
+from vtrbench.device import autocast, start, uses_bf16
 from vtrbench.methods import resolve
 from vtrbench.runs import build, split_tokens
 from vtrbench.timing import synchronize, time_once
@@ -109,7 +109,7 @@ def measure_method(
     tokens = split_tokens(setup, load_split(data_dir, "val"))
     optimizer = make_optimizer(method, config, 1e-6)
     parameters = [p for p in method.parameters() if p.requires_grad]
-    amp = tcfg["amp"] and device.type == "cuda"
+    amp = uses_bf16(device, tcfg["amp"])
     resolution = config["dataset"]["resolution"]
     generator = torch.Generator().manual_seed(0)
     constant = {

@@ -21,6 +21,7 @@ import pandas as pd
 from vtrbench import resultfiles
 
 WARMUP_STEPS = 10  # training steps left out of the median step time (allocator and thread warm-up)
+TRAIN_LOG_COLUMNS = ("step", "samples_per_s", "train_seconds")  # what training_speed reads
 
 
 def training_speed(train_log: pd.DataFrame, warmup: int = WARMUP_STEPS) -> dict[str, float]:
@@ -84,9 +85,7 @@ def aggregate(
     for path in map(Path, metrics_files):
         row = resultfiles.flatten_metrics(resultfiles.read_metrics(path))
         if path.parent in train_logs:
-            log = resultfiles.read_csv(
-                train_logs[path.parent], ("step", "samples_per_s", "train_seconds"), "train_log.csv"
-            )
+            log = resultfiles.read_csv(train_logs[path.parent], TRAIN_LOG_COLUMNS, "train_log.csv")
             row |= training_cost(log)
             losses.append(log[["step", "loss", "train_seconds"]].assign(method=row["method"], seed=row["seed"]))
         if path.parent in val_logs:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from vtrbench import resultfiles
-from vtrbench.report.aggregate import training_speed
+from vtrbench.report.aggregate import TRAIN_LOG_COLUMNS, training_speed
 from vtrbench.sweep import SWEPT_OPTION
 
 RECALLS = ("R@1", "R@5", "R@10")
@@ -59,9 +59,7 @@ def load_runs(run_dirs: list[str | Path]) -> pd.DataFrame:
         d = Path(d)
         loss, frames, seed = describe_point(d)
         metrics = resultfiles.read_metrics(d / "metrics.json")
-        stats = training_speed(
-            resultfiles.read_csv(d / "train_log.csv", ("step", "samples_per_s", "train_seconds"), "train_log.csv")
-        )
+        stats = training_speed(resultfiles.read_csv(d / "train_log.csv", TRAIN_LOG_COLUMNS, "train_log.csv"))
         rows.append(
             {
                 "loss": loss,
