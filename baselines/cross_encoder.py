@@ -44,6 +44,7 @@ from torch import Tensor, nn
 
 from vtrbench.backbones import MAX_FRAMES, Backbones
 from vtrbench.methods import Batch, EmbeddingMethod, Features, PairMethod, build_method
+from vtrbench.options import Count, NonNegativeInt, Positive
 
 TEXT, FRAME, PATCH = 0, 1, 2  # type embeddings
 FIRST = "first."  # feature-key prefix of the embedded first stage's features
@@ -53,29 +54,25 @@ HEAD_INIT_STD = 0.02  # init std of the score head: small, not zero (ALBEF/BLIP 
 @dataclass
 class CrossEncoderOptions:
     init_from: str | None = None  # configured embedding method whose trained weights we start from and embed
-    fusion_layers: int = 2  # joint transformer depth
-    fusion_heads: int = 4
+    fusion_layers: Count = 2  # joint transformer depth
+    fusion_heads: Count = 4
     video_tokens: str = "pooled"  # "pooled" (M frame + N frame-max-pooled patch tokens) | "patches" (M + M*N)
     contrastive: bool = True  # keep the embedded first stage's own loss (ITC) beside the matching loss
-    hard_negatives: int = 4  # extra candidates per caption: other in-batch videos, sampled by first-stage softmax
+    hard_negatives: NonNegativeInt = 4  # extra candidates per caption: in-batch videos drawn by first-stage softmax
     sampling: str = "softmax"  # "softmax" (ALBEF: drawn in proportion to exp(sim)) | "hardest" (top by sim)
-    tower_lr_scale: float = 1.0  # lr multiplier of the towers and the first stage's heads
-    steps: int | None = 1000  # optimiser steps (overrides train.steps: the budget on top of the warm start)
-    eval_every: int | None = 250  # overrides train.eval_every
-    val_k: int = 20  # validation re-scores the first stage's top val_k of every val caption
-    eval_queries: int | None = 100  # test: a fixed seeded caption subset scored against the full gallery
-    max_text_tokens: int = 64  # query token features are padded to this length so batches concatenate
-    pair_chunk: int = 64  # (query, video) pairs per fusion pass (docs/cross-encoder.md)
+    tower_lr_scale: Positive = 1.0  # lr multiplier of the towers and the first stage's heads
+    steps: Count | None = 1000  # optimiser steps (overrides train.steps: the budget on top of the warm start)
+    eval_every: Count | None = 250  # overrides train.eval_every
+    val_k: Count = 20  # validation re-scores the first stage's top val_k of every val caption
+    eval_queries: Count | None = 100  # test: a fixed seeded caption subset scored against the full gallery
+    max_text_tokens: Count = 64  # query token features are padded to this length so batches concatenate
+    pair_chunk: Count = 64  # (query, video) pairs per fusion pass (docs/cross-encoder.md)
 
     def __post_init__(self) -> None:
         if self.video_tokens not in ("pooled", "patches"):
             raise ValueError(f"cross_encoder: video_tokens must be 'pooled' or 'patches', got {self.video_tokens!r}")
         if self.sampling not in ("softmax", "hardest"):
             raise ValueError(f"cross_encoder: sampling must be 'softmax' or 'hardest', got {self.sampling!r}")
-        if self.tower_lr_scale <= 0 or self.hard_negatives < 0 or self.pair_chunk < 1 or self.val_k < 1:
-            raise ValueError("cross_encoder: tower_lr_scale must be > 0, hard_negatives >= 0, pair_chunk, val_k >= 1")
-        if self.eval_queries is not None and self.eval_queries < 1:
-            raise ValueError(f"cross_encoder: eval_queries must be >= 1 or null, got {self.eval_queries}")
 
 
 class FusionLayer(nn.Module):

@@ -18,13 +18,14 @@ from torch import Tensor, nn
 from vtrbench.backbones import Backbones
 from vtrbench.losses import InfoNCE
 from vtrbench.methods import Batch, EmbeddingMethod, Features
+from vtrbench.options import Count, Positive
 
 
 @dataclass
 class DualEncoderOptions:
     pooling: str = "mean"  # "mean" (CLIP4Clip meanP) | "seq" (temporal transformer, CLIP4Clip seqTransf)
-    dim: int = 64  # joint embedding width
-    temperature: float = 0.07  # initial InfoNCE temperature (learned)
+    dim: Count = 64  # joint embedding width
+    temperature: Positive = 0.07  # initial InfoNCE temperature (learned)
 
     def __post_init__(self) -> None:
         if self.pooling not in ("mean", "seq"):

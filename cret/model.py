@@ -35,32 +35,33 @@ from cret.gees import gees_loss, mean_nce_loss
 from vtrbench.backbones import MAX_FRAMES, Backbones
 from vtrbench.losses import InfoNCE, gather_features, symmetric_cross_entropy
 from vtrbench.methods import Batch, EmbeddingMethod, Features, LossFn
+from vtrbench.options import Count, NonNegative, Positive
 
 
 @dataclass
 class CRETOptions:
-    dim: int = 64  # width of the global embedding (t, mu_v)
+    dim: Count = 64  # width of the global embedding (t, mu_v)
     global_loss: str = "gees"  # "gees" (paper) | "nce" (InfoNCE on the mean temporal feature, Fig. 5 baseline)
-    lam: float = 1.0  # GEES covariance scale lambda [R] (ISDA; 0 = nce)
-    gees_chunk: int | None = None  # videos per GEES chunk (bounds memory; None = whole batch)
+    lam: NonNegative = 1.0  # GEES covariance scale lambda [R] (ISDA; 0 = nce)
+    gees_chunk: Count | None = None  # videos per GEES chunk (bounds memory; None = whole batch)
     use_ccm: bool = True  # False = the global branch alone (ablation: what CCM adds)
-    alpha: float = 1.0  # score = global + alpha * local [R, docs/cret.md §5]
-    beta: float = 1.0  # loss = global + beta * CCM NCE [R, docs/cret.md §5]
-    num_centres: int = 8  # K [R: GLSCL default]
-    ccm_layers: int = 2  # decoder depth [R]
-    ccm_heads: int = 4
+    alpha: NonNegative = 1.0  # score = global + alpha * local [R, docs/cret.md §5]
+    beta: NonNegative = 1.0  # loss = global + beta * CCM NCE [R, docs/cret.md §5]
+    num_centres: Count = 8  # K [R: GLSCL default]
+    ccm_layers: Count = 2  # decoder depth [R]
+    ccm_heads: Count = 4
     share_queries: bool = True  # Table 7
     share_weights: bool = True  # Table 7
     video_memory: str = "maxpool"  # "maxpool" (paper, Fig. 2) | "frames" (variant: per-frame tokens + positions)
-    temperature: float = 0.07  # initial temperature of both branches (learned)
+    temperature: Positive = 0.07  # initial temperature of both branches (learned)
 
     def __post_init__(self) -> None:
         if self.global_loss not in ("gees", "nce"):
             raise ValueError(f"cret: global_loss must be 'gees' or 'nce', got {self.global_loss!r}")
         if self.video_memory not in ("maxpool", "frames"):
             raise ValueError(f"cret: video_memory must be 'maxpool' or 'frames', got {self.video_memory!r}")
-        if self.lam < 0 or self.alpha < 0 or self.beta < 0:
-            raise ValueError(f"cret: lam, alpha and beta must be >= 0, got {self.lam}, {self.alpha}, {self.beta}")
+        if self.dim % self.ccm_heads:
+            raise ValueError(f"methods.cret.ccm_heads: must divide dim={self.dim}, got {self.ccm_heads}")
 
 
 class CRET(EmbeddingMethod):

@@ -37,7 +37,7 @@ def test_every_shipped_config_validates_and_gets_defaults():
     ("override", "message"),
     [
         ({"train": {"batch_size": -4}}, r"train\.batch_size: -4 is less than the minimum"),
-        ({"train": {"stepz": 3}}, r"train: Additional properties are not allowed \('stepz'"),
+        ({"train": {"stepz": 3}}, r"train.stepz: unknown key; allowed here: amp, "),
         ({"train": {"frames": 0}}, r"train\.frames: 0 is less than the minimum"),
         ({"methods": {"x": {"class": "nope"}}}, r"methods\.x: unknown method class 'nope'; choose one of"),
         ({"methods": {"x": {"class": "dual_encoder", "pooling": "max"}}}, r"pooling must be 'mean' or 'seq'"),
@@ -55,8 +55,11 @@ def test_every_shipped_config_validates_and_gets_defaults():
         ),
         ({"methods": {"cret": {"use_ccm": 1}}}, r"methods\.cret\.use_ccm: expected true or false, got 1"),
         ({"methods": {"rerank": {"k": [2, "4"]}}}, r"methods\.rerank\.k: expected a list of integers"),
-        ({"methods": {"dual/mean": {"class": "cret"}}}, r"methods: 'dual/mean' does not match"),
-        ({"methods": {"my method": {"class": "cret"}}}, r"methods: 'my method' does not match"),
+        (
+            {"methods": {"dual/mean": {"class": "cret"}}},
+            r"methods: the name 'dual/mean' cannot be a result folder and a Snakemake wildcard",
+        ),
+        ({"methods": {"my method": {"class": "cret"}}}, r"methods: the name 'my method' cannot be"),
         ({"methods": {"r": {"class": "rerank", "first": "dual_seq"}}}, r"methods\.r: 'second' is a required property"),
         ({"latency": {"gallery_sizes": [8, 10**12]}}, r"latency\.gallery_sizes: a gallery of 1,000,000,000,000 videos"),
     ],

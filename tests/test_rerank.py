@@ -13,6 +13,7 @@ from vtrbench.data.batches import Tokens
 from vtrbench.data.records import SplitData
 from vtrbench.encoding import Encoded
 from vtrbench.methods import EmbeddingMethod, PairMethod
+from vtrbench.options import parse_options
 from vtrbench.rerank import RerankOptions, choose, fused, split_scores, sweep
 
 
@@ -49,9 +50,11 @@ def test_k1_keeps_first_stage_order_and_k_all_is_the_pair_ranking():
 
 
 def test_option_checks():
-    with pytest.raises(ValueError, match="weights"):
-        RerankOptions("f", "s", weights=[-1.0])
-    with pytest.raises(ValueError, match="k must"):
+    with pytest.raises(ValueError, match=r"methods.rr.weights: expected a list of numbers >= 0, got \[-1.0\]"):
+        parse_options(RerankOptions, {"first": "f", "second": "s", "weights": [-1.0]}, "methods.rr")
+    with pytest.raises(ValueError, match=r"methods.rr.k: expected a list of integers >= 1, got \[0, 5\]"):
+        parse_options(RerankOptions, {"first": "f", "second": "s", "k": [0, 5]}, "methods.rr")
+    with pytest.raises(ValueError, match="k and weights must be non-empty"):
         RerankOptions("f", "s", k=[])
 
 

@@ -1,11 +1,13 @@
 """``vtrbench <command>``: what the workflow's rules call, one function per step.
 
-    check-config          validate a config file (YAML syntax with its line, schema, links between methods)
+    check-config          validate a config file (YAML syntax with its line, schema, links between methods, each
+                          method built and run on one random batch, the memory of a training step)
     write-config          write a unit's resolved config.json (the workflow's first job per result folder)
     prepare               generate or decode the dataset into its data folder
     tokenize              tokenise every split's captions once (the jobs that train and evaluate read them)
     train                 train one method with one seed
     evaluate              evaluate a trained method on a split (metrics.json, ranks.parquet)
+    evaluate-scores       rank an external method's test scores (scores.npy) the same way
     rerank                choose a re-ranker's depth and weight on val, evaluate it on test
     latency               query-latency benchmark of one trained method (raw rows)
     throughput            training-step timings of one method, or the declared losses alone (raw rows)
@@ -55,7 +57,11 @@ def _load_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_check_config(args: argparse.Namespace) -> None:
+    from vtrbench.preflight import preflight
+
     config = _load_config(args)
+    for warning in preflight(config):
+        print(warning, file=sys.stderr)
     print(f"{args.config}: valid ({len(config['methods'])} methods, seeds {config['seeds']})")
 
 
@@ -100,6 +106,13 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         f"{args.method} seed {args.seed} {args.split}: t2v R@1 {t2v['R@1']:.1f} R@5 {t2v['R@5']:.1f} "
         f"R@10 {t2v['R@10']:.1f} MdR {t2v['MdR']:.1f}"
     )
+
+
+def cmd_evaluate_scores(args: argparse.Namespace) -> None:
+    from vtrbench.evaluate import evaluate_scores
+
+    metrics = evaluate_scores(_load_config(args), args.method, args.seed, args.data, args.scores, args.out)
+    print(f"{args.method} seed {args.seed} test (external scores): t2v R@1 {metrics['t2v']['R@1']:.1f}")
 
 
 def cmd_rerank(args: argparse.Namespace) -> None:
@@ -239,7 +252,7 @@ class _Commands:
 
 def _run_commands(c: _Commands) -> None:
     """The steps of one unit: configs, data, training, evaluation, re-ranking, timing."""
-    c.add("check-config", cmd_check_config, "validate a config file (schema, links between methods) and stop")
+    c.add("check-config", cmd_check_config, "validate a config file (schema, links, one probe step per method)")
 
     p = c.add("write-config", cmd_write_config, "write a unit's resolved config.json", needs_config=False)
     p.add_argument("--json", required=True, help="the config as JSON")
@@ -261,6 +274,13 @@ def _run_commands(c: _Commands) -> None:
     p.add_argument("--out", type=Path, required=True, help="run folder")
     p.add_argument("--model", type=Path, required=True, help="model.pt written by train")
     p.add_argument("--split", default="test", choices=["val", "test"])
+
+    p = c.add("evaluate-scores", cmd_evaluate_scores, "rank an external method's test scores (scores.npy)")
+    p.add_argument("--method", required=True, help="the external method's name in the config")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
+    p.add_argument("--scores", type=Path, required=True, help="scores.npy: [n_caption, n_video] of the test split")
+    p.add_argument("--out", type=Path, required=True, help="run folder")
 
     p = c.add_run("rerank", cmd_rerank, "choose a re-ranker's k and weight on val, evaluate it on test")
     p.add_argument("--first", type=Path, required=True, help="model.pt of the first stage (embedding method)")

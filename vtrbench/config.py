@@ -78,13 +78,30 @@ def validate(config: dict[str, Any], classes: bool = True) -> dict[str, Any]:
     errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         err = errors[0]
-        key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
+        key, message = _describe(err)
         more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-        raise ConfigError(f"config error at {key}: {err.message}{more}")
+        raise ConfigError(f"config error at {key}: {message}{more}")
     _check_consistency(config, given)
     if classes:
         check_method_options(config)
     return config
+
+
+def _describe(err: jsonschema.ValidationError) -> tuple[str, str]:
+    """The dotted key a schema error is about and what to do; an unknown key is named itself, with the allowed
+    ones (jsonschema names only the mapping that holds it); a bad method name says what a name may hold."""
+    path = [str(p) for p in err.absolute_path]
+    allowed = err.schema.get("properties", {}) if isinstance(err.schema, dict) else {}
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict) and allowed:
+        unknown = sorted(set(err.instance) - set(allowed))
+        if unknown:
+            return ".".join([*path, unknown[0]]), f"unknown key; allowed here: {', '.join(sorted(allowed))}"
+    if "propertyNames" in err.schema_path and isinstance(err.instance, str):
+        return ".".join(path) or "<top level>", (
+            f"the name {err.instance!r} cannot be a result folder and a Snakemake wildcard; use letters, digits, "
+            f"'_', '.' and '-', starting with a letter or digit (pattern {err.schema.get('pattern')})"
+        )
+    return ".".join(path) or "<top level>", err.message
 
 
 def _coerce_strings(node: Any, schema: dict[str, Any]) -> None:
@@ -241,6 +258,11 @@ def _check_links(methods: dict[str, Any]) -> None:
             target = entry.get(option)
             if target is None:
                 continue
+            if not isinstance(target, str):
+                raise ConfigError(
+                    f"config error at methods.{name}.{option}: expected the name of a configured method, got "
+                    f"{target!r}; the config defines: {', '.join(methods)}"
+                )
             if target not in methods:
                 raise ConfigError(
                     f"config error at methods.{name}.{option}: {target!r} is not a configured method; "

@@ -2,7 +2,8 @@
 
 Used twice: on ``val`` during training (model selection) and on ``test`` by the evaluate step
 (:func:`evaluate_checkpoint`), which writes ``metrics.json`` and the raw per-query ranks ``ranks.parquet`` (so a
-new metric needs no re-run).
+new metric needs no re-run). An external method's score matrix (:func:`evaluate_scores`) is ranked by the same
+code, so its files are the suite's own and it is compared like every other method.
 """
 
 from __future__ import annotations
@@ -119,6 +120,48 @@ def write_results(evaluation: Evaluation, split: SplitData, out_dir: Path, extra
         outcomes["query"] = rows[outcomes["query"]]
     resultfiles.write_parquet(pd.DataFrame(outcomes), out_dir / "pairwise.parquet")
     resultfiles.write_json(out_dir / "metrics.json", {**extra, **evaluation.metrics})
+
+
+def read_scores(path: str | Path, split: SplitData, split_name: str = "test") -> Tensor:
+    """An external method's ``scores.npy``: float [n_caption, n_video] of the prepared split, row i = caption i,
+    column j = video j in the split's order. One line naming the file otherwise."""
+    path = Path(path)
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable .npy array ({err}); write it with numpy.save") from None
+    expected = (len(split.captions), split.num_videos)
+    if array.shape != expected:
+        raise ValueError(
+            f"{path}: scores must be [n_caption, n_video] = {list(expected)} of the prepared {split_name} split "
+            f"(one row per caption, every video once), got {list(array.shape)}"
+        )
+    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+        raise ValueError(f"{path}: scores must be real numbers, got dtype {array.dtype}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{path}: {int((~np.isfinite(array)).sum())} scores are NaN or infinite")
+    return torch.from_numpy(array.astype(np.float32))
+
+
+def evaluate_scores(
+    config: dict[str, Any], method_name: str, seed: int, data_dir: str | Path, scores_path: str | Path, out_dir: str
+) -> dict[str, Any]:
+    """Rank an external method's test scores (README, "Adding a method", way b) as a trained method's are ranked:
+    ``metrics.json``, ``ranks.parquet`` and ``pairwise.parquet`` on the suite's own test split and hard-negative
+    pairs."""
+    data = load_split(data_dir, "test")
+    scores = read_scores(scores_path, data)
+    metrics = retrieval_metrics(scores, data.caption_video, data.group_id, data.variant)
+    extra = {
+        "method": method_name,
+        "method_class": config["methods"][method_name]["class"],
+        "kind": "external",
+        "seed": seed,
+        "dataset": config["dataset"]["name"],
+        "split": "test",
+    }
+    write_results(Evaluation(metrics=metrics, scores=scores), data, Path(out_dir), extra)
+    return {**extra, **metrics}
 
 
 def evaluate_checkpoint(

@@ -14,7 +14,6 @@ options; it returns its training loss as named ``*_loss`` terms, which the train
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -24,7 +23,7 @@ from torch import Tensor, nn
 
 from vtrbench.backbones import Backbones
 from vtrbench.options import parse_options
-from vtrbench.registry import target
+from vtrbench.registry import import_class, target
 
 Batch = dict[str, Tensor]
 Features = dict[str, Tensor]
@@ -171,14 +170,16 @@ class PairMethod(RetrievalMethod):
 
 @dataclass
 class ExternalOptions:
-    rules: str | None = None  # Snakemake file (relative to the working directory) with the rule writing the results
+    rules: str | None = None  # Snakemake file (relative to the working directory) with the rule writing scores.npy
 
 
 class ExternalMethod(RetrievalMethod):
-    """A method whose result files (metrics.json, latency.csv) a user's own Snakemake rule writes.
+    """A method that a user's own Snakemake rule runs (README, "Adding a method", way b).
 
-    Nothing is built, trained or evaluated by vtrbench; the workflow includes ``rules`` and the aggregate step
-    reads ``results/{run}/runs/{method}/{fp}/seed{seed}/metrics.json`` (README, "Adding a method", way b).
+    Nothing is built or trained by vtrbench: the workflow includes ``rules``, whose rule writes the test split's
+    score matrix ``results/{run}/runs/{method}/{fp}/seed{seed}/scores.npy`` (and ``latency.csv``); the
+    ``evaluate_external`` rule ranks it with the code that ranks every method (``vtrbench.evaluate.evaluate_scores``),
+    so its metrics, ranks and hard-negative pairs are the suite's own and it is compared like any method.
     """
 
     kind = "external"
@@ -192,11 +193,7 @@ def resolve(class_name: str) -> type[RetrievalMethod]:
         ValueError: unknown name (listing the registered ones), or a target that is not a method class.
     """
     where = target(class_name)
-    module_name, _, attr = where.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as err:
-        raise ValueError(f"cannot import method class {where!r}: {err}") from err
+    cls = import_class(class_name)
     if not (isinstance(cls, type) and issubclass(cls, RetrievalMethod)):
         raise ValueError(f"{where!r} is not a RetrievalMethod subclass")
     return cls

@@ -225,8 +225,9 @@ class Plan:
         return [f"{self.run_dir(m, s)}/rerank_sweep.csv" for m in self.rerank for s in self.seeds]
 
     def test_runs(self) -> list[tuple[str, str]]:
-        """(method, run folder) of every run with per-query test ranks (trained and re-ranked; not external)."""
-        return [(m, self.run_dir(m, s)) for m in self.trained + self.rerank for s in self.seeds]
+        """(method, run folder) of every run with per-query test ranks: trained, re-ranked and external (whose
+        scores the evaluate_external rule ranks)."""
+        return [(m, self.run_dir(m, s)) for m in self.trained + self.rerank + self.external for s in self.seeds]
 
     def budget_tests(self) -> list[tuple[str, str, str]]:
         """(method, val folder of the run, val folder of its longer run) per method and plateau seed."""

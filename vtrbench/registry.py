@@ -9,9 +9,11 @@ and never imports a method. ``vtrbench.methods.resolve`` imports the class itsel
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 
 # name -> ("module:Class", kind). Users may also give "my_package.module:MyMethod" directly (its kind is then read
-# from the class, which imports it).
+# from the class, which imports it from the working directory: README, "Adding a method").
 METHODS: dict[str, tuple[str, str]] = {
     "dual_encoder": ("baselines.dual_encoder:DualEncoder", "embedding"),
     "cret": ("cret.model:CRET", "embedding"),
@@ -36,13 +38,35 @@ def target(class_name: str) -> str:
     return class_name
 
 
+def import_class(class_name: str) -> object:
+    """The object ``module:Class`` names, imported with the working directory on the import path.
+
+    The working directory (where ``snakemake`` / ``make run`` runs) is the documented home of a user's method
+    module; the ``snakemake`` launcher, unlike ``python -m``, does not put it on ``sys.path`` itself, so the
+    Snakemake process, ``check-config`` and every job import a user's class from the same place.
+
+    Raises:
+        ValueError: the module or the attribute cannot be imported (the message says where it was looked for).
+    """
+    module_name, _, attr = target(class_name).partition(":")
+    here = os.getcwd()
+    if here not in sys.path:
+        sys.path.append(here)
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(
+            f"cannot import method class {class_name!r}: {err} (a module:Class is imported from the working "
+            f"directory {here} or an installed package)"
+        ) from err
+
+
 def kind_of(class_name: str) -> str:
     """The kind of a method class: from this table for a registered name, from the class for ``module:Class``."""
     entry = METHODS.get(class_name)
     if entry is not None:
         return entry[1]
-    module_name, _, attr = target(class_name).partition(":")
-    try:
-        return str(getattr(importlib.import_module(module_name), attr).kind)
-    except (ImportError, AttributeError) as err:
-        raise ValueError(f"cannot import method class {class_name!r}: {err}") from err
+    kind = getattr(import_class(class_name), "kind", None)
+    if kind not in (*TRAINED_KINDS, "rerank", "external"):
+        raise ValueError(f"{class_name!r} is not a method class (no kind of embedding, pair, rerank or external)")
+    return str(kind)

@@ -35,6 +35,7 @@ from vtrbench.encoding import Encoded, encode_stage
 from vtrbench.evaluate import Evaluation, write_results
 from vtrbench.methods import Batch, EmbeddingMethod, PairMethod, RetrievalMethod
 from vtrbench.metrics import pairwise_accuracy, retrieval_metrics
+from vtrbench.options import Count, NonNegative
 from vtrbench.runs import load_trained
 
 
@@ -42,14 +43,12 @@ from vtrbench.runs import load_trained
 class RerankOptions:
     first: str  # configured embedding method that retrieves the candidates
     second: str  # configured pair method that re-scores them
-    k: list[int] = field(default_factory=lambda: [5, 10, 20, 50])  # depths tried on val
-    weights: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.0, 2.0])  # w of the first-stage score
+    k: list[Count] = field(default_factory=lambda: [5, 10, 20, 50])  # depths tried on val
+    weights: list[NonNegative] = field(default_factory=lambda: [0.0, 0.5, 1.0, 2.0])  # w of the first-stage score
 
     def __post_init__(self) -> None:
-        if not self.k or any(int(k) < 1 for k in self.k):
-            raise ValueError(f"rerank: k must be a non-empty list of depths >= 1, got {self.k}")
-        if not self.weights or any(w < 0 for w in self.weights):
-            raise ValueError(f"rerank: weights must be a non-empty list of numbers >= 0, got {self.weights}")
+        if not self.k or not self.weights:
+            raise ValueError(f"rerank: k and weights must be non-empty lists, got k={self.k}, weights={self.weights}")
 
 
 class Rerank(RetrievalMethod):

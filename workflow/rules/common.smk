@@ -25,12 +25,18 @@ DATA, LOSSES, REPORT = PLAN.data, PLAN.losses, PLAN.report
 
 
 def check_method_options():
-    """onstart: every method's options against its class (imports the method code), one line on failure."""
+    """onstart: every method's options against its class, and each method built and run on one random batch
+    (vtrbench/preflight.py: imports the method code and torch); one line on failure, before any job."""
     try:
-        config_lib.check_method_options(config)
+        from vtrbench.preflight import preflight
+
+        for warning in preflight(config):
+            logger.warning(warning)
     except config_lib.ConfigError as err:
         raise WorkflowError(str(err)) from None
     except ImportError as err:  # --use-conda: the ML stack lives only in the rules' environment
+        if err.name not in ("torch", "transformers", "numpy"):
+            raise WorkflowError(f"config error at methods: {err}") from None
         logger.info(f"method options are checked by each job ({err.name} is not importable by Snakemake itself)")
 
 
@@ -56,6 +62,18 @@ def train_priority(wildcards):
 
 def data_manifest(wildcards):
     return PLAN.data_manifest(wildcards.name)
+
+
+def method_inputs(name):
+    """What an external method's own job reads (README, "Adding a method", way b), given to its inputs as
+    ``unpack(method_inputs("toy"))``. Keys: ``config`` is the run's config.json (the sections a run depends on and
+    the method's own entry); ``data`` is the prepared dataset's manifest.json, whose folder holds the splits
+    (``vtrbench.data.records.load_split``)."""
+
+    def inputs(wildcards):
+        return {"config": f"{PLAN.folder(PLAN.runs[name])}/config.json", "data": PLAN.data_manifest(name)}
+
+    return inputs
 
 
 def tokens(wildcards):

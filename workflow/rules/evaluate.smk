@@ -98,7 +98,33 @@ rule rerank:
         "--out {params.out} > {log} 2>&1"
 
 
-# External methods: their own rules write {ROOT}/runs/{name}/{fp}/seed{seed}/metrics.json (and latency.csv).
+# External methods (README, "Adding a method", way b): the user's rule writes the test split's scores.npy (and
+# latency.csv); they are ranked here by the code that ranks every method, so the files are the suite's own.
+rule evaluate_external:
+    input:
+        cfg=f"{ROOT}/runs/{{name}}/{{fp}}/config.json",
+        manifest=data_manifest,
+        scores=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/scores.npy",
+    output:
+        metrics=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/metrics.json",
+        ranks=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/ranks.parquet",
+        pairwise=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/pairwise.parquet",
+    params:
+        data=input_dir("manifest"),
+        out=output_dir("metrics"),
+    wildcard_constraints:
+        name="|".join(EXTERNAL) or "^$",
+    log:
+        f"{ROOT}/logs/evaluate_external/{{name}}-{{fp}}-seed{{seed}}.log",
+    message:
+        "Ranking the scores {wildcards.name} (external, seed {wildcards.seed}) wrote for the test split"
+    conda:
+        "../envs/vtrbench.yaml"
+    shell:
+        "python -m vtrbench.cli evaluate-scores --config {input.cfg} --method {wildcards.name} "
+        "--seed {wildcards.seed} --data {params.data} --scores {input.scores} --out {params.out} > {log} 2>&1"
+
+
 for _name in EXTERNAL:
     if config["methods"][_name].get("rules"):
 
