@@ -80,6 +80,7 @@ def test_every_trainable_registered_class_is_shipped_and_contract_tested():
 
 def _contract(method) -> None:
     batch = _batch()
+    method.eval()  # scoring runs in eval mode (a method with dropout scores deterministically only there)
     gallery = method.encode_videos(batch["frames"])
     queries = method.encode_texts(batch["input_ids"], batch["attention_mask"])
     assert all(v.shape[0] == B for v in {**gallery, **queries}.values())
@@ -93,6 +94,7 @@ def _contract(method) -> None:
         assert isinstance(method, PairMethod)
         cand = torch.tensor([[1, 0], [2, 1], [3, 2], [0, 3]])
         torch.testing.assert_close(method.score_candidates(queries, gallery, cand), scores.gather(1, cand))
+    method.train()
     terms = method.loss(batch)
     assert terms and all(k.endswith("_loss") for k in terms)
     sum(terms.values()).backward()

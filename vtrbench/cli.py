@@ -4,6 +4,7 @@
                           method built and run on one random batch, the memory of a training step)
     write-config          write a unit's resolved config.json (the workflow's first job per result folder)
     prepare               generate or decode the dataset into its data folder
+    pretrain              pretrain the shared towers on single SynthVTT frames against their descriptions
     tokenize              tokenise every split's captions once (the jobs that train and evaluate read them)
     train                 train one method with one seed
     evaluate              evaluate a trained method on a split (metrics.json, ranks.parquet)
@@ -77,6 +78,18 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
     manifest = prepare(_load_config(args), args.out, threads=args.threads)
     print(f"prepared {manifest['dataset']} in {args.out}: {manifest['counts']} (fingerprint {manifest['fingerprint']})")
+
+
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    from vtrbench import resultfiles
+    from vtrbench.pretrain import pretrain
+
+    check = pretrain(_load_config(args), args.out)
+    resultfiles.write_csv([check], args.table)
+    print(
+        f"pretrained the towers in {args.out}: held-out frame->description R@1 "
+        f"{check['frame_to_description_R@1']:.1f} (chance {check['chance_R@1']:.2f})"
+    )
 
 
 def cmd_tokenize(args: argparse.Namespace) -> None:
@@ -261,6 +274,10 @@ def _run_commands(c: _Commands) -> None:
     p = c.add("prepare", cmd_prepare, "generate or decode the dataset into its data folder")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--threads", type=int, default=1)
+
+    p = c.add("pretrain", cmd_pretrain, "pretrain the shared towers on single SynthVTT frames and descriptions")
+    p.add_argument("--out", type=Path, required=True, help="the stage's folder (writes clip/, check.json)")
+    p.add_argument("--table", type=Path, required=True, help="pretraining.csv: the check, for the report")
 
     p = c.add("tokenize", cmd_tokenize, "tokenise every split's captions once, for the jobs that read them")
     p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")

@@ -143,6 +143,8 @@ def _check_consistency(config: dict[str, Any], given: set[str]) -> None:
             "annotation files: snakemake --config 'dataset={data_root: /path/to/data}', "
             "or --set dataset.data_root=/path for the CLI (README, Scaling out)"
         )
+    if "pretrain" in given and config["pretrain"]["enabled"]:
+        _check_pretrain(config)
     _check_links(config["methods"])
     seeds = config.get("seeds", [])
     if len(set(seeds)) != len(seeds):
@@ -156,6 +158,34 @@ def _check_consistency(config: dict[str, Any], given: set[str]) -> None:
             raise ConfigError(
                 f"config error at {section}.frames: cannot sample {config[section]['frames']} frames from the "
                 f"dataset.frames={stored} stored per video"
+            )
+
+
+def _check_pretrain(config: dict[str, Any]) -> None:
+    """The pretraining stage generates SynthVTT frames at the dataset's resolution, and its checkpoint becomes both
+    towers: the towers are not also named by hand."""
+    if config["dataset"]["name"] != "synthetic":
+        raise ConfigError(
+            f"config error at pretrain.enabled: the pretraining stage generates SynthVTT frames; dataset.name is "
+            f"{config['dataset']['name']!r} (give a real dataset's towers with model.text/frame.pretrained)"
+        )
+    for tower in ("text", "frame"):
+        if config["model"][tower]["pretrained"]:
+            raise ConfigError(
+                f"config error at model.{tower}.pretrained: pretrain.enabled gives both towers its checkpoint; "
+                "leave model.text.pretrained and model.frame.pretrained null (or set pretrain.enabled: false)"
+            )
+    section = config["pretrain"]
+    if config["dataset"]["resolution"] % section["frame"]["patch_size"]:
+        raise ConfigError(
+            f"config error at pretrain.frame.patch_size: {section['frame']['patch_size']} must divide "
+            f"dataset.resolution={config['dataset']['resolution']}"
+        )
+    for tower in ("text", "frame"):
+        if section[tower]["hidden"] % section[tower]["heads"]:
+            raise ConfigError(
+                f"config error at pretrain.{tower}.heads: {section[tower]['heads']} must divide "
+                f"pretrain.{tower}.hidden={section[tower]['hidden']}"
             )
 
 

@@ -14,7 +14,7 @@ options; it returns its training loss as named ``*_loss`` terms, which the train
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -166,6 +166,16 @@ class PairMethod(RetrievalMethod):
         device = next(iter(gallery.values())).device
         every = torch.arange(n_video, device=device).expand(n_text, n_video)  # [n_text, n_video]
         return self.score_candidates(queries, gallery, every)
+
+
+def pair_blocks(n_text: int, k: int, budget: int) -> Iterator[tuple[slice, slice]]:
+    """(rows, columns) blocks of an [n_text, k] candidate matrix, each of at most ``budget`` pairs: how a pair
+    method's ``score_candidates`` bounds its memory."""
+    cols = min(k, budget)
+    rows = max(1, budget // max(cols, 1))
+    for r0 in range(0, n_text, rows):
+        for c0 in range(0, k, cols):
+            yield slice(r0, min(r0 + rows, n_text)), slice(c0, min(c0 + cols, k))
 
 
 @dataclass

@@ -67,6 +67,29 @@ def stages(methods: dict[str, Any], name: str) -> list[str]:
     return out
 
 
+PRETRAINED_CHECKPOINT = "clip"  # the folder under a pretrain unit that model.text/frame.pretrained name
+
+
+def pretrain_unit(config: dict[str, Any]) -> Unit:
+    """The pretraining stage of a SynthVTT run (``vtrbench/pretrain.py``): the generator's settings, the caption
+    length of the text tower and the stage's own section."""
+    text = {"text": {"max_length": config["model"]["text"]["max_length"]}}
+    return make_unit(
+        "pretrain",
+        config["dataset"]["name"],
+        {"dataset": config["dataset"], "model": text, "pretrain": config["pretrain"]},
+    )
+
+
+def with_pretrained_towers(config: dict[str, Any], checkpoint: str) -> dict[str, Any]:
+    """``config`` with both towers loading ``checkpoint`` (every unit that builds towers then names it, so its
+    fingerprint changes with the pretraining's)."""
+    out = copy.deepcopy(config)
+    for tower in ("text", "frame"):
+        out["model"][tower]["pretrained"] = checkpoint
+    return out
+
+
 def dataset_unit(config: dict[str, Any]) -> Unit:
     """The prepared dataset every run of ``config`` reads."""
     return make_unit("data", config["dataset"]["name"], {"dataset": config["dataset"]})
@@ -123,7 +146,13 @@ def full_config(unit_config: dict[str, Any], run_name: str) -> dict[str, Any]:
     return {"run_name": run_name, **copy.deepcopy(unit_config)}
 
 
-OPTIONAL_SECTIONS = ("plateau", "latency", "throughput", "sweep")  # sections whose ``enabled`` adds their tables
+OPTIONAL_SECTIONS = (
+    "pretrain",
+    "plateau",
+    "latency",
+    "throughput",
+    "sweep",
+)  # sections whose ``enabled`` adds their tables
 
 
 class Plan:
@@ -134,8 +163,12 @@ class Plan:
     """
 
     def __init__(self, config: dict[str, Any]):
-        self.config = config
         self.root = f"results/{config['run_name']}"
+        self.report = make_unit("report", "report", {k: v for k, v in config.items() if k != "run_name"})
+        self.pretrain = pretrain_unit(config) if config["pretrain"]["enabled"] else None
+        if self.pretrain is not None:
+            config = with_pretrained_towers(config, f"{self.folder(self.pretrain)}/{PRETRAINED_CHECKPOINT}")
+        self.config = config
         self.methods = list(config["methods"])
         self.seeds = [int(s) for s in config["seeds"]]
         self.latency_seed = self.seeds[0]
@@ -155,8 +188,8 @@ class Plan:
         self.latency = {m: measurement_unit(config, "latency", m) for m in self.trained + self.rerank}
         self.throughput = {m: measurement_unit(config, "throughput", m) for m in self.trained}
         self.losses = loss_level_unit(config)
-        self.report = make_unit("report", "report", {k: v for k, v in config.items() if k != "run_name"})
         every = [self.data, *self.run_data.values(), *self.run_tokens.values(), *self.runs.values()]
+        every += [self.pretrain] if self.pretrain is not None else []
         every += self.long.values()
         every += [*self.latency.values(), *self.throughput.values(), self.losses, self.report]
         self.units = {(u.section, u.name, u.fp): u for u in every}
@@ -180,6 +213,13 @@ class Plan:
         return [f"{self.root}/tables/{name}.csv" for name in names]
 
     # ----- what a job reads -----
+    def pretrained_towers(self, section: str) -> list[str]:
+        """The pretraining stage's check.json, for the config.json of every folder whose jobs build the towers
+        (tokens, runs, latency, throughput): so no job reads the checkpoint before the stage wrote it."""
+        if self.pretrain is None or section not in ("tokens", "runs", "latency", "throughput"):
+            return []
+        return [f"{self.folder(self.pretrain)}/check.json"]
+
     def data_manifest(self, name: str) -> str:
         """The manifest of the prepared dataset that run ``name`` (a method or a sweep point) reads."""
         return f"{self.folder(self.run_data[name])}/manifest.json"
@@ -258,6 +298,7 @@ class Plan:
             )
         return self.tables(
             *{
+                "pretrain": ["pretraining"],
                 "plateau": ["convergence"],
                 "latency": ["latency", "latency_vs_gallery", "recall_latency"],
                 "throughput": ["throughput", "loss_throughput"],

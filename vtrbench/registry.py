@@ -18,6 +18,8 @@ METHODS: dict[str, tuple[str, str]] = {
     "dual_encoder": ("baselines.dual_encoder:DualEncoder", "embedding"),
     "cret": ("cret.model:CRET", "embedding"),
     "cross_encoder": ("baselines.cross_encoder:CrossEncoder", "pair"),
+    "xpool": ("baselines.xpool:XPool", "pair"),
+    "late_interaction": ("baselines.late_interaction:LateInteraction", "pair"),
     "rerank": ("vtrbench.rerank:Rerank", "rerank"),
     "external": ("vtrbench.methods:ExternalMethod", "external"),
 }

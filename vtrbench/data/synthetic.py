@@ -69,7 +69,8 @@ REVERSED = {
     DISAPPEAR: APPEAR,
 }
 P_MOVE, P_STATIC = 0.5, 0.15  # action probabilities; events (appear / disappear) take the remaining 0.35
-SPLIT_CODE = {"train": 0, "val": 1, "test": 2}  # one random stream per split: sizes do not leak across
+SPLIT_CODE = {"train": 0, "val": 1, "test": 2, "frames": 3}  # one random stream per split: sizes do not leak across
+# ("frames": the single-frame pretraining pairs of synthetic_frames.py)
 _MAX_TRIES = 200  # placement attempts before a scene (or a group's action swap) is re-sampled
 _NOISE_CHUNK = 256  # groups of background noise drawn at once (fixed: part of the random stream)
 
@@ -319,6 +320,16 @@ def _captions(groups: list, cfg: SyntheticConfig, split: str, per_video: int) ->
                 texts[v].append(caption(scene, subset, d))
         out += texts
     return out
+
+
+def evaluation_scenes(cfg: SyntheticConfig) -> list[list[list]]:
+    """Every val and test video's scene (all 4 variants of each group), sampled exactly as :func:`generate`
+    samples them, without rendering: what a pretraining set must stay clear of."""
+    g, seen, scenes = _Geometry(cfg), set(), []
+    for split in ("test", "val"):  # generate()'s order: val avoids test's compositions
+        for group, _ in _sample_groups(cfg, g, split, getattr(cfg, f"{split}_groups"), seen):
+            scenes += group
+    return scenes
 
 
 def generate(cfg: SyntheticConfig) -> dict[str, tuple[dict, dict]]:

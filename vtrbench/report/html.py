@@ -239,6 +239,7 @@ def render_report(inputs: ReportInputs, out: str | Path, config: dict[str, Any],
         info=info,
         steps=table(info["steps"], 1),
         convergence=table(inputs.table("convergence.csv")),
+        pretraining=table(inputs.table("pretraining.csv"), 2),
         comparisons=table(comparisons[comparisons.metric == "t2v_R@1"], 2) if not comparisons.empty else None,
         config=yaml.safe_dump(config, sort_keys=False),
     )

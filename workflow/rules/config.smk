@@ -3,6 +3,8 @@
 
 
 rule write_config:
+    input:
+        pretrained=lambda w: PLAN.pretrained_towers(w.section),
     output:
         cfg=f"{ROOT}/{{section}}/{{name}}/{{fp}}/config.json",
     params:

@@ -37,3 +37,31 @@ rule tokenize:
         "../envs/vtrbench.yaml"
     shell:
         "python -m vtrbench.cli tokenize --config {input.cfg} --data {params.data} --out {params.out} > {log} 2>&1"
+
+
+
+# The towers' starting point of a SynthVTT run with pretrain.enabled (vtrbench/pretrain.py): a small CLIP on single
+# frames and their descriptions, one per config. Every config.json that names it waits for it (write_config).
+if PLAN.pretrain is not None:
+
+    rule pretrain:
+        input:
+            cfg=f"{PLAN.folder(PLAN.pretrain)}/config.json",
+        output:
+            check=f"{PLAN.folder(PLAN.pretrain)}/check.json",
+            log=f"{PLAN.folder(PLAN.pretrain)}/train_log.csv",
+            table=f"{ROOT}/tables/pretraining.csv",
+        params:
+            out=output_dir("check"),
+        threads: PLAN.config["pretrain"]["threads"]
+        log:
+            f"{ROOT}/logs/pretrain.log",
+        benchmark:
+            f"{ROOT}/benchmarks/pretrain/pretrain.tsv"
+        message:
+            "Pretraining the shared towers on single frames and their descriptions"
+        conda:
+            "../envs/vtrbench.yaml"
+        shell:
+            "python -m vtrbench.cli pretrain --config {input.cfg} --out {params.out} --table {output.table} "
+            "> {log} 2>&1"
