@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from tokenizers.pre_tokenizers import ByteLevel
 from transformers import (
     CLIPConfig,
     CLIPModel,
@@ -36,33 +35,13 @@ from vtrbench.backbones import BackboneConfig, Backbones
 from vtrbench.cli import main
 from vtrbench.data.batches import tokenize
 from vtrbench.data.records import load_split
+from vtrbench.pretrain import clip_tokenizer
 from vtrbench.pretrained import CLIP_MEAN, CLIP_STD, load_tokenizer
 
 PRETRAINED_SIZE = 32  # the tiny CLIP's image_size; the smoke frames are 16 px -> interpolated positions
 PROJECTION = 16  # the tiny CLIP's projection_dim: the width of every CLIP tower output
 TEXT = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
 VISION = {**TEXT, "num_hidden_layers": 2, "image_size": PRETRAINED_SIZE, "patch_size": 8}
-BOS, EOS = "<|startoftext|>", "<|endoftext|>"
-
-
-def _tiny_tokenizer(words: list[str]) -> CLIPTokenizer:
-    """A byte-level BPE like CLIP's: every byte (alone and word-final) plus whole-word merges of ``words``.
-
-    Any caption tokenizes without [UNK] (bytes are the fallback); the smoke words become one or a few tokens.
-    """
-    alphabet = sorted(ByteLevel.alphabet())
-    vocab = {s: i for i, s in enumerate(alphabet + [c + "</w>" for c in alphabet])}
-    merges = []
-    for word in words:
-        pieces = [*word[:-1], word[-1] + "</w>"]
-        current = pieces[0]
-        for piece in pieces[1:]:
-            if (current, piece) not in merges:
-                merges.append((current, piece))
-            current += piece
-            vocab.setdefault(current, len(vocab))
-    vocab[BOS], vocab[EOS] = len(vocab), len(vocab) + 1  # the highest ids, as in CLIP (EOT = argmax of the ids)
-    return CLIPTokenizer(vocab=vocab, merges=merges, unk_token=EOS, bos_token=BOS, eos_token=EOS, pad_token=EOS)
 
 
 def _text_config(tokenizer: CLIPTokenizer) -> dict:
@@ -76,7 +55,7 @@ def clip_dirs(tmp_path_factory: pytest.TempPathFactory, smoke_data: Path) -> dic
     (with projection, no preprocessor); ``text_no_projection``: a CLIPTextModel; ``gpt2``: a foreign config."""
     root = tmp_path_factory.mktemp("clip")
     words = [w for w in (smoke_data / "vocab.txt").read_text().split() if w.isalpha()]
-    tokenizer = _tiny_tokenizer(words)
+    tokenizer = clip_tokenizer(words)
     text = _text_config(tokenizer)
     with torch.random.fork_rng():  # seeded weights, and the caller's random state left as it was
         torch.manual_seed(0)

@@ -172,3 +172,15 @@ def test_a_config_the_stage_cannot_serve_is_refused_naming_the_key(smoke_config,
     config = config_lib.deep_update(_pretrained_smoke(smoke_config), override)
     with pytest.raises(config_lib.ConfigError, match=message):
         config_lib.validate(config)
+
+
+def test_the_up_front_check_probes_the_towers_the_stage_will_give(smoke_config, monkeypatch):
+    """preflight builds a random CLIP of pretrain's shape and probes every method on it (not from-scratch towers)."""
+    from vtrbench import preflight as preflight_lib
+
+    built = []
+    monkeypatch.setattr(preflight_lib, "Backbones", lambda cfg, *a, **k: built.append(cfg) or Backbones(cfg, *a, **k))
+    config = _pretrained_smoke(smoke_config)
+    config["pretrain"] = {**config["pretrain"], **{k: TINY_PRETRAIN[k] for k in ("projection_dim", "text", "frame")}}
+    assert preflight_lib.preflight(config) == []
+    assert built[0].text.pretrained and built[0].text.pretrained == built[0].frame.pretrained

@@ -15,6 +15,8 @@ warning is the estimate itself.
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -39,12 +41,16 @@ def preflight(config: dict[str, Any]) -> list[str]:
     if not trained:
         return []
     torch.manual_seed(0)
-    try:
-        backbones = Backbones(
-            BackboneConfig.from_dict(config["model"]), PROBE_VOCAB, image_size=config["dataset"]["resolution"]
-        )
-    except (ValueError, TypeError, FileNotFoundError, OSError, RuntimeError) as err:
-        raise ConfigError(f"config error at model: the towers cannot be built: {_one_line(err)}") from None
+    with tempfile.TemporaryDirectory() as staging:
+        model = config["model"]
+        if config["pretrain"]["enabled"]:  # the stage's CLIP, randomly initialised: the towers the runs will load
+            model = _untrained_clip(config, Path(staging))
+        try:
+            backbones = Backbones(
+                BackboneConfig.from_dict(model), PROBE_VOCAB, image_size=config["dataset"]["resolution"]
+            )
+        except (ValueError, TypeError, FileNotFoundError, OSError, RuntimeError) as err:
+            raise ConfigError(f"config error at model: the towers cannot be built: {_one_line(err)}") from None
     warnings = []
     for name in trained:
         method = _build(backbones, config, name)
@@ -53,6 +59,21 @@ def preflight(config: dict[str, Any]) -> list[str]:
         warning = _check_memory(name, need, train)
         warnings += [warning] if warning else []
     return warnings
+
+
+def _untrained_clip(config: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """``config['model']`` with both towers loading a randomly initialised CLIP of ``pretrain``'s shape, saved in
+    ``folder`` as the pretraining stage saves its checkpoint."""
+    from transformers import CLIPModel
+
+    from vtrbench.plan import with_pretrained_towers
+    from vtrbench.pretrain import clip_config, synthvtt_tokenizer
+
+    tokenizer = synthvtt_tokenizer()
+    max_length, size = config["model"]["text"]["max_length"], config["dataset"]["resolution"]
+    CLIPModel(clip_config(tokenizer, config["pretrain"], max_length, size)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return with_pretrained_towers(config, str(folder))["model"]
 
 
 def _build(backbones: Backbones, config: dict[str, Any], name: str) -> RetrievalMethod:

@@ -55,6 +55,11 @@ def clip_tokenizer(words: list[str]) -> CLIPTokenizer:
     return CLIPTokenizer(vocab=vocab, merges=merges, unk_token=EOS, bos_token=BOS, eos_token=EOS, pad_token=EOS)
 
 
+def synthvtt_tokenizer() -> CLIPTokenizer:
+    """The stage's tokenizer: every word of the caption grammar and of the frame descriptions is one token."""
+    return clip_tokenizer(sorted({*vocabulary(), *STATIC_WORDS}))
+
+
 def clip_config(tokenizer: CLIPTokenizer, section: dict[str, Any], max_length: int, image_size: int) -> CLIPConfig:
     """The CLIP's shape: ``pretrain.text`` / ``pretrain.frame`` widths, ``projection_dim``, the run's caption length
     and frame size (no position interpolation when fine-tuning)."""
@@ -112,7 +117,7 @@ def pretrain(config: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
     frames, texts, _ = frame_pairs(synthetic, section["pairs"], stream=0)
     check_frames, check_texts = _distinct(*frame_pairs(synthetic, 2 * section["check_pairs"], stream=1)[:2])
     check_frames, check_texts = check_frames[: section["check_pairs"]], check_texts[: section["check_pairs"]]
-    tokenizer = clip_tokenizer(sorted({*vocabulary(), *STATIC_WORDS}))
+    tokenizer = synthvtt_tokenizer()
     max_length = config["model"]["text"]["max_length"]
 
     def encode(batch: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
