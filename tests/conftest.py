@@ -66,3 +66,36 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory):
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/smoke.yaml"]
     proc = subprocess.run(cmd, cwd=folder, env=snakemake_env(), capture_output=True, text=True, timeout=900)
     return folder, cmd, proc
+
+
+# ----- the tiny towers and batch the method tests share -----------------------------------------------------------
+TINY_TOWERS = {
+    "text": {"hidden": 32, "layers": 2, "heads": 2, "max_length": 12},
+    "frame": {"hidden": 32, "layers": 2, "heads": 2, "patch_size": 8},
+    "temporal": {"layers": 2, "heads": 2},
+}
+TINY_SIZE = 32  # frame resolution of the tiny batches
+
+
+def tiny_backbones():
+    from vtrbench.backbones import BackboneConfig, Backbones
+
+    return Backbones(BackboneConfig.from_dict(TINY_TOWERS), vocab_size=60, image_size=TINY_SIZE)
+
+
+def method_batch(videos: int, frames: int, length: int, seed: int, padded: dict[int, int], n_text: int | None = None):
+    """A random training batch of ``videos`` uint8 videos and ``n_text`` (default: as many) captions; caption i is
+    cut to ``padded[i]`` real tokens."""
+    import torch
+
+    n_text = videos if n_text is None else n_text
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.ones(n_text, length, dtype=torch.long)
+    for row, real in padded.items():
+        mask[row, real:] = 0
+    return {
+        "frames": torch.randint(0, 256, (videos, frames, TINY_SIZE, TINY_SIZE, 3), generator=g, dtype=torch.uint8),
+        "input_ids": torch.randint(5, 50, (n_text, length), generator=g) * mask,
+        "attention_mask": mask,
+        "group_id": torch.zeros(videos, dtype=torch.long),
+    }

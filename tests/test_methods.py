@@ -10,8 +10,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import REPO
-from vtrbench.backbones import BackboneConfig, Backbones
+from tests.conftest import REPO, method_batch, tiny_backbones
 from vtrbench.methods import (
     EmbeddingMethod,
     NoOptions,
@@ -22,11 +21,6 @@ from vtrbench.methods import (
 )
 from vtrbench.registry import METHODS
 
-TINY = {
-    "text": {"hidden": 32, "layers": 2, "heads": 2, "max_length": 12},
-    "frame": {"hidden": 32, "layers": 2, "heads": 2, "patch_size": 8},
-    "temporal": {"layers": 2, "heads": 2},
-}
 VARIANTS = {
     "dual_mean": {"class": "dual_encoder", "pooling": "mean", "dim": 16},
     "dual_seq": {"class": "dual_encoder", "pooling": "seq", "dim": 16},
@@ -35,7 +29,7 @@ VARIANTS = {
     "cret_global": {"class": "cret", "dim": 16, "use_ccm": False},
     "cret_frames": {"class": "cret", "dim": 16, "num_centres": 3, "video_memory": "frames"},
 }
-B, M, H, L = 4, 4, 32, 12
+B, M, L = 4, 4, 12
 
 
 def shipped_methods() -> dict[str, tuple[dict, dict]]:
@@ -57,15 +51,7 @@ SHIPPED = shipped_methods()
 
 
 def _batch() -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    mask = torch.ones(B, L, dtype=torch.long)
-    mask[1, 6:] = 0  # one padded caption
-    return {
-        "frames": torch.randint(0, 256, (B, M, H, H, 3), generator=g, dtype=torch.uint8),
-        "input_ids": torch.randint(5, 50, (B, L), generator=g) * mask,
-        "attention_mask": mask,
-        "group_id": torch.zeros(B, dtype=torch.long),
-    }
+    return method_batch(B, M, L, seed=0, padded={1: 6})
 
 
 def test_every_registered_class_resolves_and_declares_its_options():
@@ -105,18 +91,18 @@ def _contract(method) -> None:
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_method_contract(name):
     torch.manual_seed(0)
-    _contract(build_method(Backbones(BackboneConfig.from_dict(TINY), vocab_size=60, image_size=H), VARIANTS[name]))
+    _contract(build_method(tiny_backbones(), VARIANTS[name]))
 
 
 @pytest.mark.parametrize("key", sorted(SHIPPED))
 def test_shipped_method_contract(key):
     entry, methods = SHIPPED[key]
     torch.manual_seed(0)
-    _contract(build_method(Backbones(BackboneConfig.from_dict(TINY), vocab_size=60, image_size=H), entry, methods))
+    _contract(build_method(tiny_backbones(), entry, methods))
 
 
 def test_cret_gallery_holds_mean_and_centres():
-    method = build_method(Backbones(BackboneConfig.from_dict(TINY), 60, H), VARIANTS["cret"])
+    method = build_method(tiny_backbones(), VARIANTS["cret"])
     gallery = method.encode_videos(_batch()["frames"])
     assert gallery_floats_per_video(gallery) == 16 + 3 * 32  # mu_v (dim) + K centres of the text width
 
@@ -125,7 +111,7 @@ def test_mean_pooling_is_blind_to_frame_order_and_seq_is_not():
     torch.manual_seed(0)
     frames = _batch()["frames"]
     for name, blind in (("dual_mean", True), ("dual_seq", False)):
-        method = build_method(Backbones(BackboneConfig.from_dict(TINY), 60, H), VARIANTS[name]).eval()
+        method = build_method(tiny_backbones(), VARIANTS[name]).eval()
         forward = method.encode_videos(frames)["video"]
         backward = method.encode_videos(frames.flip(1))["video"]
         assert torch.allclose(forward, backward, atol=1e-5) == blind

@@ -8,41 +8,26 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 
 from baselines.xpool import XPool
-from tests.conftest import REPO
-from vtrbench.backbones import BackboneConfig, Backbones
+from tests.conftest import method_batch, tiny_backbones
 from vtrbench.losses import symmetric_cross_entropy
 from vtrbench.methods import PairMethod, build_method, gallery_floats_per_video
 
-TINY = {  # as tests/test_methods.py builds its towers
-    "text": {"hidden": 32, "layers": 2, "heads": 2, "max_length": 12},
-    "frame": {"hidden": 32, "layers": 2, "heads": 2, "patch_size": 8},
-    "temporal": {"layers": 2, "heads": 2},
-}
 CLASS = "baselines.xpool:XPool"
-B, M, H, L, DIM = 4, 4, 32, 12, 16
+B, M, L, DIM = 4, 4, 12, 16
 
 
 def _method(**options) -> XPool:
     torch.manual_seed(0)
-    backbones = Backbones(BackboneConfig.from_dict(TINY), vocab_size=60, image_size=H)
+    backbones = tiny_backbones()
     method = build_method(backbones, {"class": CLASS, "dim": DIM, **options})
     assert isinstance(method, XPool) and isinstance(method, PairMethod)
     return method
 
 
 def _batch(n_text: int = B) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(1)
-    mask = torch.ones(n_text, L, dtype=torch.long)
-    mask[1, 5:] = 0  # one padded caption
-    return {
-        "frames": torch.randint(0, 256, (B, M, H, H, 3), generator=g, dtype=torch.uint8),
-        "input_ids": torch.randint(5, 50, (n_text, L), generator=g) * mask,
-        "attention_mask": mask,
-        "group_id": torch.zeros(B, dtype=torch.long),
-    }
+    return method_batch(B, M, L, seed=1, padded={1: 5}, n_text=n_text)
 
 
 def _randomise_pool(method: XPool) -> None:
@@ -160,24 +145,7 @@ def test_default_pooling_is_blind_to_frame_order():
     ],
 )
 def test_options_refuse_bad_values_in_one_line(options, words):
-    backbones = Backbones(BackboneConfig.from_dict(TINY), vocab_size=60, image_size=H)
+    backbones = tiny_backbones()
     with pytest.raises(ValueError) as err:
         build_method(backbones, {"class": CLASS, "dim": DIM, **options})
     assert words in str(err.value) and "\n" not in str(err.value)
-
-
-def test_the_designs_config_builds_it_and_it_keeps_the_pair_contract():
-    entry = yaml.safe_load((REPO / "config" / "designs.yaml").read_text())["methods"]["xpool"]
-    assert entry["class"] == CLASS
-    torch.manual_seed(0)
-    method = build_method(Backbones(BackboneConfig.from_dict(TINY), vocab_size=60, image_size=H), entry).eval()
-    assert isinstance(method, XPool) and method.kind == "pair"
-    batch = _batch()
-    with torch.no_grad():
-        queries = method.encode_texts(batch["input_ids"], batch["attention_mask"])
-        gallery = method.encode_videos(batch["frames"])
-        scores = method.score(queries, gallery)
-        cand = torch.tensor([[1, 0], [2, 1], [3, 2], [0, 3]])
-        torch.testing.assert_close(method.score_candidates(queries, gallery, cand), scores.gather(1, cand))
-    assert all(v.shape[0] == B for v in {**queries, **gallery}.values())
-    assert scores.shape == (B, B) and torch.isfinite(scores).all()
