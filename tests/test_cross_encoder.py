@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from baselines.cross_encoder import FusionLayer
-from tests.test_methods import TINY, B, H, _batch
-from vtrbench.backbones import BackboneConfig, Backbones
+from tests.conftest import tiny_backbones
+from tests.test_methods import B, _batch
 from vtrbench.methods import build_method
 from vtrbench.train import param_groups, train
 
@@ -23,7 +23,7 @@ CROSS = {"class": "cross_encoder", "fusion_layers": 2, "fusion_heads": 2, "pair_
 def _build(**options):
     torch.manual_seed(0)
     entry = {**CROSS, **options}
-    return build_method(Backbones(BackboneConfig.from_dict(TINY), 60, H), entry, {**METHODS, "cross": entry})
+    return build_method(tiny_backbones(), entry, {**METHODS, "cross": entry})
 
 
 def _features(method):
@@ -97,7 +97,7 @@ def test_candidate_scores_are_the_full_gallery_scores_of_those_candidates():
 @pytest.mark.parametrize("source", ["dual_seq", "cret"])
 def test_warm_start_embeds_the_first_stage_and_shares_its_towers(source):
     torch.manual_seed(1)
-    trained = build_method(Backbones(BackboneConfig.from_dict(TINY), 60, H), METHODS[source])
+    trained = build_method(tiny_backbones(), METHODS[source])
     cross = _build(init_from=source)
     cross.warm_start(trained.state_dict())
     for key, value in trained.state_dict().items():
