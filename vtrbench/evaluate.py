@@ -144,7 +144,12 @@ def read_scores(path: str | Path, split: SplitData, split_name: str = "test") ->
 
 
 def evaluate_scores(
-    config: dict[str, Any], method_name: str, seed: int, data_dir: str | Path, scores_path: str | Path, out_dir: str
+    config: dict[str, Any],
+    method_name: str,
+    seed: int,
+    data_dir: str | Path,
+    scores_path: str | Path,
+    out_dir: str | Path,
 ) -> dict[str, Any]:
     """Rank an external method's test scores (README, "Adding a method", way b) as a trained method's are ranked:
     ``metrics.json``, ``ranks.parquet`` and ``pairwise.parquet`` on the suite's own test split and hard-negative

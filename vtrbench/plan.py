@@ -146,13 +146,8 @@ def full_config(unit_config: dict[str, Any], run_name: str) -> dict[str, Any]:
     return {"run_name": run_name, **copy.deepcopy(unit_config)}
 
 
-OPTIONAL_SECTIONS = (
-    "pretrain",
-    "plateau",
-    "latency",
-    "throughput",
-    "sweep",
-)  # sections whose ``enabled`` adds their tables
+# Sections whose ``enabled`` adds their tables.
+OPTIONAL_SECTIONS = ("pretrain", "plateau", "latency", "throughput", "sweep")
 
 
 class Plan:
