@@ -65,7 +65,7 @@ def _mismatch(value: Any, hint: Any) -> str | None:
     """None when ``value`` fits the annotation ``hint``, else the expected type in words."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is typing.Annotated:
-        base, bounds = args[0], [b for b in hint.__metadata__ if isinstance(b, Bound)]
+        base, bounds = _bounded(hint)
         wrong = _mismatch(value, base)
         if wrong is not None or all(b.admits(value) for b in bounds):
             return wrong
@@ -89,6 +89,11 @@ def _mismatch(value: Any, hint: Any) -> str | None:
 
 def _words(hint: Any) -> str:
     if typing.get_origin(hint) is typing.Annotated:
-        base, bounds = typing.get_args(hint)[0], [b for b in hint.__metadata__ if isinstance(b, Bound)]
+        base, bounds = _bounded(hint)
         return " ".join([_words(base), *(b.words() for b in bounds)])
     return {int: "integers", float: "numbers", str: "strings", bool: "booleans"}.get(hint, str(hint))
+
+
+def _bounded(hint: Any) -> tuple[Any, list[Bound]]:
+    """An ``Annotated`` hint's base type and its bounds."""
+    return typing.get_args(hint)[0], [b for b in hint.__metadata__ if isinstance(b, Bound)]

@@ -15,7 +15,7 @@ description once in the gallery, so chance is 1 / ``check_pairs``).
 from __future__ import annotations
 
 import math
-import tempfile
+import os
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +29,11 @@ from vtrbench.data.synthetic import SyntheticConfig
 from vtrbench.data.synthetic_frames import STATIC_WORDS, frame_pairs
 from vtrbench.data.synthetic_grammar import vocabulary
 from vtrbench.device import start
+from vtrbench.metrics import retrieval_metrics
+from vtrbench.plan import PRETRAINED_CHECKPOINT
 from vtrbench.pretrained import CLIP_MEAN, CLIP_STD
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
-CHECKPOINT = "clip"  # the folder under the stage's output that model.*.pretrained names
 
 
 def clip_tokenizer(words: list[str]) -> CLIPTokenizer:
@@ -101,19 +102,16 @@ def frame_to_text_r1(model: CLIPModel, frames: np.ndarray, ids: torch.Tensor, ma
                        for i in range(0, len(frames), 256)])  # fmt: skip
     text = model.get_text_features(input_ids=ids, attention_mask=mask).pooler_output
     scores = torch.nn.functional.normalize(image, dim=-1) @ torch.nn.functional.normalize(text, dim=-1).T
-    own = scores.diagonal().unsqueeze(1)
-    return float(((scores > own).sum(1) == 0).float().mean() * 100)
+    return retrieval_metrics(scores, np.arange(len(frames)))["t2v"]["R@1"]  # frames as the queries, the suite's ranks
 
 
 def pretrain(config: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
     """Train the frame-description CLIP of ``config['pretrain']`` on the ``config['dataset']`` generator and write
     ``out_dir/clip`` (model + tokenizer), ``out_dir/train_log.csv`` and ``out_dir/check.json``; returns the check."""
-    section, dataset = config["pretrain"], config["dataset"]
-    if dataset["name"] != "synthetic":
-        raise ValueError(f"pretrain: the stage generates SynthVTT frames; dataset.name is {dataset['name']!r}")
+    section, dataset = config["pretrain"], config["dataset"]  # validated: a synthetic dataset (config._check_pretrain)
     start(section["threads"], "cpu")
     torch.manual_seed(section["seed"])
-    synthetic = SyntheticConfig(frames=dataset["frames"], size=dataset["resolution"], **dataset.get("synthetic", {}))
+    synthetic = SyntheticConfig.from_dataset(dataset)
     frames, texts, _ = frame_pairs(synthetic, section["pairs"], stream=0)
     check_frames, check_texts = _distinct(*frame_pairs(synthetic, 2 * section["check_pairs"], stream=1)[:2])
     check_frames, check_texts = check_frames[: section["check_pairs"]], check_texts[: section["check_pairs"]]
@@ -159,11 +157,10 @@ def pretrain(config: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
     }
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir) as staging:
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        resultfiles.replace_dir(Path(staging), out_dir / CHECKPOINT)
-        Path(staging).mkdir()  # the context manager removes the (now moved) folder
+    staging = out_dir / f".{PRETRAINED_CHECKPOINT}.{os.getpid()}.tmp"  # moved into place whole (atomic)
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    resultfiles.replace_dir(staging, out_dir / PRETRAINED_CHECKPOINT)
     resultfiles.write_csv(log, out_dir / "train_log.csv")
     resultfiles.write_json(out_dir / "check.json", check)
     return check

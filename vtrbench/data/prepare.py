@@ -47,7 +47,7 @@ def _prepare_synthetic(dataset: dict[str, Any], out_root: Path) -> tuple[dict[st
     from vtrbench.data.synthetic import SyntheticConfig, generate
     from vtrbench.data.synthetic_grammar import vocabulary
 
-    cfg = SyntheticConfig(frames=dataset["frames"], size=dataset["resolution"], **dataset.get("synthetic", {}))
+    cfg = SyntheticConfig.from_dataset(dataset)
     features = records.video_features(cfg.frames, cfg.size, cfg.size)
     counts = {}
     for split, (videos, captions) in generate(cfg).items():

@@ -92,6 +92,11 @@ class SyntheticConfig:
     noise: int = 24  # background noise is uniform in [0, noise), uint8; objects stay brighter
     seed: int = 0  # seeds every random stream (scenes, captions, noise)
 
+    @classmethod
+    def from_dataset(cls, dataset: dict) -> SyntheticConfig:
+        """The generator of a config's ``dataset`` section (``frames``, ``resolution``, ``synthetic``)."""
+        return cls(frames=dataset["frames"], size=dataset["resolution"], **dataset.get("synthetic", {}))
+
     def __post_init__(self):
         for name in ("train_groups", "val_groups", "test_groups", "train_captions", "eval_captions"):
             _check(name, getattr(self, name), 1, None)
