@@ -153,6 +153,10 @@ class TextEncoder(nn.Module):
         self.pooling = cfg.pooling
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> TextOutput:
+        """input_ids [B, L] token ids, or float [B, 1 + L, D]: this tower's own output, cached by a frozen-tower run
+        (``vtrbench.features``: slot 0 the caption feature, then the tokens), returned as it is."""
+        if input_ids.is_floating_point():
+            return TextOutput(pooled=input_ids[:, 0], tokens=input_ids[:, 1:], padding_mask=attention_mask == 0)
         if self.kind == "clip":
             out = self.clip(input_ids=input_ids, attention_mask=attention_mask)
             tokens = self.clip.text_projection(out.last_hidden_state)  # [B, L, P] (after final_layer_norm)
@@ -222,7 +226,11 @@ class FrameEncoder(nn.Module):
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, frames: Tensor) -> FrameOutput:
-        """frames: [B, M, H, W, 3] uint8 (as stored) or [B, M, 3, H, W] float in [0, 1]."""
+        """frames: [B, M, H, W, 3] uint8 (as stored), [B, M, 3, H, W] float in [0, 1], or [B, M, 1 + N, D] float: this
+        tower's own output, cached by a frozen-tower run (``vtrbench.features``: slot 0 the frame feature, then the
+        N patches), returned as it is."""
+        if frames.ndim == 4:
+            return FrameOutput(pooled=frames[:, :, 0], patches=frames[:, :, 1:])
         if frames.dtype == torch.uint8:
             frames = frames.permute(0, 1, 4, 2, 3).float().div_(255.0)  # [B, M, 3, H, W]
         B, M = frames.shape[:2]

@@ -5,6 +5,7 @@
     write-config          write a unit's resolved config.json (the workflow's first job per result folder)
     prepare               generate or decode the dataset into its data folder
     pretrain              pretrain the shared towers on single SynthVTT frames against their descriptions
+    features              the frozen towers' outputs on the training split (train.freeze_towers)
     tokenize              tokenise every split's captions once (the jobs that train and evaluate read them)
     train                 train one method with one seed
     evaluate              evaluate a trained method on a split (metrics.json, ranks.parquet)
@@ -99,11 +100,29 @@ def cmd_tokenize(args: argparse.Namespace) -> None:
     print(f"tokenised {sum(files.values())} captions into {args.out} ({len(files)} files)")
 
 
+def cmd_features(args: argparse.Namespace) -> None:
+    from vtrbench.device import start
+    from vtrbench.runs import write_train_features
+
+    start(args.threads, "cpu")  # one pass over the training split, before any training job
+    meta = write_train_features(_load_config(args), args.data, args.tokens, args.out)
+    print(
+        f"cached the frozen towers' features of {meta['frames'][0]} videos and {meta['text'][0]} captions in {args.out}"
+    )
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from vtrbench.train import train
 
     path = train(
-        _load_config(args), args.method, args.seed, args.data, args.out, args.init_from, tokens_dir=args.tokens
+        _load_config(args),
+        args.method,
+        args.seed,
+        args.data,
+        args.out,
+        args.init_from,
+        tokens_dir=args.tokens,
+        features_dir=args.features,
     )
     print(f"trained {args.method} seed {args.seed}: {path}")
 
@@ -283,8 +302,15 @@ def _run_commands(c: _Commands) -> None:
     p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
     p.add_argument("--out", type=Path, required=True, help="tokens folder")
 
+    p = c.add("features", cmd_features, "the frozen towers' outputs on the training split, for train.freeze_towers")
+    p.add_argument("--data", type=Path, required=True, help="prepared dataset folder")
+    p.add_argument("--tokens", type=Path, default=None, help="the tokenize step's folder (default: tokenise here)")
+    p.add_argument("--out", type=Path, required=True, help="features folder")
+    p.add_argument("--threads", type=int, default=1)
+
     p = c.add_run("train", cmd_train, "train one method with one seed")
     p.add_argument("--out", type=Path, required=True, help="run folder")
+    p.add_argument("--features", type=Path, default=None, help="the features step's folder (train.freeze_towers)")
     p.add_argument("--init-from", type=Path, default=None, help="model.pt of the method named by init_from")
 
     p = c.add_run("evaluate", cmd_evaluate, "evaluate a trained method on a split")

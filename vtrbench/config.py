@@ -145,6 +145,8 @@ def _check_consistency(config: dict[str, Any], given: set[str]) -> None:
         )
     if "pretrain" in given and config["pretrain"]["enabled"]:
         _check_pretrain(config)
+    if "train" in given and config["train"]["freeze_towers"]:
+        _check_frozen_towers(config)
     _check_links(config["methods"])
     seeds = config.get("seeds", [])
     if len(set(seeds)) != len(seeds):
@@ -159,6 +161,18 @@ def _check_consistency(config: dict[str, Any], given: set[str]) -> None:
                 f"config error at {section}.frames: cannot sample {config[section]['frames']} frames from the "
                 f"dataset.frames={stored} stored per video"
             )
+
+
+def _check_frozen_towers(config: dict[str, Any]) -> None:
+    """Frozen towers are pretrained ones: frozen random towers would only measure a random projection."""
+    pretrained = config.get("pretrain", {}).get("enabled") or all(
+        config["model"][tower]["pretrained"] for tower in ("text", "frame")
+    )
+    if not pretrained:
+        raise ConfigError(
+            "config error at train.freeze_towers: frozen towers must be pretrained ones; set pretrain.enabled: true "
+            "(SynthVTT) or give both model.text.pretrained and model.frame.pretrained"
+        )
 
 
 def _check_pretrain(config: dict[str, Any]) -> None:

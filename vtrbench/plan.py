@@ -1,7 +1,7 @@
 """Where every result lives: one folder per unit of work, named by the fingerprint of the config that defines it.
 
-A *unit* is a prepared dataset, its tokenised captions, a trained method (its seeds below it), a latency or a
-throughput measurement, the report.
+A *unit* is a prepared dataset, its tokenised captions, the frozen towers' cached features, a trained method (its
+seeds below it), a latency or a throughput measurement, the report.
 Its folder is ``results/{run_name}/{section}/{name}/{fingerprint}/`` and holds ``config.json``, the part of the
 configuration the unit depends on (and nothing else). The fingerprint is a hash of that JSON, so:
 
@@ -102,6 +102,13 @@ def tokens_unit(config: dict[str, Any]) -> Unit:
     )
 
 
+def features_unit(config: dict[str, Any]) -> Unit:
+    """The frozen towers' outputs on the prepared training split (``train.freeze_towers``, ``vtrbench.features``):
+    they depend on the dataset and the two towers (their checkpoints' paths name the pretraining's fingerprint)."""
+    towers = {tower: config["model"][tower] for tower in ("text", "frame")}
+    return make_unit("features", config["dataset"]["name"], {"dataset": config["dataset"], "model": towers})
+
+
 def run_config(config: dict[str, Any], name: str) -> dict[str, Any]:
     """What a trained (or re-ranked, or external) method depends on: the shared sections and its own stages (and
     the budget factor of a budget test's longer run)."""
@@ -180,10 +187,16 @@ class Plan:
         self.long = {m: run_unit(longer(config, config["plateau"]["factor"]), m) for m in self.trained}
         self.run_data = {name: dataset_unit(run.config) for name, run in self.runs.items()}  # a sweep point: its own
         self.run_tokens = {name: tokens_unit(run.config) for name, run in self.runs.items()}
+        self.run_features = {
+            name: features_unit(run.config)
+            for name, run in self.runs.items()
+            if run.config.get("train", {}).get("freeze_towers")
+        }
         self.latency = {m: measurement_unit(config, "latency", m) for m in self.trained + self.rerank}
         self.throughput = {m: measurement_unit(config, "throughput", m) for m in self.trained}
         self.losses = loss_level_unit(config)
-        every = [self.data, *self.run_data.values(), *self.run_tokens.values(), *self.runs.values()]
+        every = [self.data, *self.run_data.values(), *self.run_tokens.values(), *self.run_features.values()]
+        every += self.runs.values()
         every += [self.pretrain] if self.pretrain is not None else []
         every += self.long.values()
         every += [*self.latency.values(), *self.throughput.values(), self.losses, self.report]
@@ -211,7 +224,7 @@ class Plan:
     def pretrained_towers(self, section: str) -> list[str]:
         """The pretraining stage's check.json, for the config.json of every folder whose jobs build the towers
         (tokens, runs, latency, throughput): so no job reads the checkpoint before the stage wrote it."""
-        if self.pretrain is None or section not in ("tokens", "runs", "latency", "throughput"):
+        if self.pretrain is None or section not in ("tokens", "features", "runs", "latency", "throughput"):
             return []
         return [f"{self.folder(self.pretrain)}/check.json"]
 
@@ -223,9 +236,19 @@ class Plan:
         """The tokenize job's marker of the captions that run ``name`` (a method or a sweep point) reads."""
         return f"{self.folder(self.run_tokens[name])}/tokens.json"
 
+    def features(self, name: str) -> list[str]:
+        """The features job's marker of the cached tower outputs that run ``name`` trains on ([] unless its
+        ``train.freeze_towers``)."""
+        unit = self.run_features.get(name)
+        return [f"{self.folder(unit)}/features.json"] if unit is not None else []
+
     def tokens_data(self, unit: Unit) -> str:
-        """The manifest of the prepared dataset a tokens unit tokenises."""
+        """The manifest of the prepared dataset a tokens (or features) unit reads."""
         return f"{self.folder(dataset_unit(unit.config))}/manifest.json"
+
+    def features_tokens(self, unit: Unit) -> str:
+        """The tokenize job's marker of the captions a features unit encodes."""
+        return f"{self.folder(tokens_unit(unit.config))}/tokens.json"
 
     def init_checkpoint(self, run: Unit, seed: int | str) -> list[str]:
         """The model.pt a warm-started method (``init_from``) starts from, same seed; [] otherwise."""

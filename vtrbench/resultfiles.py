@@ -91,6 +91,12 @@ def write_npz(path: str | Path, **arrays: np.ndarray) -> None:
         np.savez(f, **arrays)
 
 
+def write_npy(path: str | Path, array: np.ndarray) -> None:
+    """One array as .npy (readable memory-mapped, ``np.load(path, mmap_mode="r")``)."""
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        np.save(f, array)
+
+
 def replace_dir(tmp: Path, final: Path) -> None:
     """Move a fully written folder into place (the old one, if any, is removed first)."""
     if final.exists():

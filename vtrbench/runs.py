@@ -21,6 +21,7 @@ from vtrbench import plan, resultfiles
 from vtrbench.backbones import BackboneConfig, Backbones
 from vtrbench.data.batches import Tokens, tokenize
 from vtrbench.data.records import SplitData, load_split
+from vtrbench.features import write_features
 from vtrbench.methods import RetrievalMethod, build_method
 from vtrbench.pretrained import load_tokenizer
 
@@ -59,12 +60,28 @@ def build(
     """Build the shared backbones and the named method (the same code path for every step)."""
     if method_name not in config["methods"]:
         raise ValueError(f"unknown method {method_name!r}; the config defines: {', '.join(config['methods'])}")
-    backbone_cfg = BackboneConfig.from_dict(config.get("model", {}))
-    tokenizer = load_tokenizer(backbone_cfg.text, Path(data_dir) / "vocab.txt")
-    backbones = Backbones(backbone_cfg, vocab_size=len(tokenizer), image_size=config["dataset"]["resolution"])
+    backbones, tokenizer = build_backbones(config, data_dir)
     method = build_method(backbones, config["methods"][method_name], config["methods"])
     tokens = Path(tokens_dir) if tokens_dir is not None else None
     return Setup(method, tokenizer, config, method_name, Path(data_dir), tokens_dir=tokens)
+
+
+def build_backbones(config: dict[str, Any], data_dir: str | Path) -> tuple[Backbones, Any]:
+    """The shared towers of ``config`` (from scratch or their pretrained checkpoints) and the tokenizer."""
+    backbone_cfg = BackboneConfig.from_dict(config.get("model", {}))
+    tokenizer = load_tokenizer(backbone_cfg.text, Path(data_dir) / "vocab.txt")
+    backbones = Backbones(backbone_cfg, vocab_size=len(tokenizer), image_size=config["dataset"]["resolution"])
+    return backbones, tokenizer
+
+
+def write_train_features(
+    config: dict[str, Any], data_dir: str | Path, tokens_dir: str | Path | None, out: str | Path
+) -> dict[str, Any]:
+    """The features job: the frozen towers' outputs on the training split (``vtrbench.features``)."""
+    backbones, tokenizer = build_backbones(config, data_dir)
+    split = load_split(data_dir, "train")
+    tokens = read_tokens(tokenizer, config["model"]["text"]["max_length"], tokens_dir, split)
+    return write_features(backbones, split.frames, tokens, out)
 
 
 def split_tokens(setup: Setup, split: SplitData) -> Tokens:
@@ -74,16 +91,20 @@ def split_tokens(setup: Setup, split: SplitData) -> Tokens:
     A file is found by a key over the tokenizer's class and vocabulary, the length and the captions themselves,
     so it is never used for other text (a stale one is simply not found).
     """
-    max_length = setup.config["model"]["text"]["max_length"]
-    if setup.tokens_dir is not None:
-        path = setup.tokens_dir / f"{_tokens_key(setup.tokenizer, max_length, split.captions)}.pt"
+    return read_tokens(setup.tokenizer, setup.config["model"]["text"]["max_length"], setup.tokens_dir, split)
+
+
+def read_tokens(tokenizer: Any, max_length: int, tokens_dir: str | Path | None, split: SplitData) -> Tokens:
+    """:func:`split_tokens` without a built method (the features job)."""
+    if tokens_dir is not None:
+        path = Path(tokens_dir) / f"{_tokens_key(tokenizer, max_length, split.captions)}.pt"
         if path.is_file():
             try:
                 cached = torch.load(path, map_location="cpu", weights_only=True)
                 return Tokens(cached["input_ids"], cached["attention_mask"])
             except (OSError, RuntimeError, KeyError):
                 pass  # unreadable: tokenise here (the tokenize job rewrites it when it runs again)
-    return tokenize(setup.tokenizer, split.captions, max_length)
+    return tokenize(tokenizer, split.captions, max_length)
 
 
 def write_tokens(config: dict[str, Any], data_dir: str | Path, out: str | Path) -> dict[str, int]:

@@ -34,6 +34,7 @@ from vtrbench.data.batches import TrainBatches
 from vtrbench.data.records import load_split
 from vtrbench.device import autocast, start
 from vtrbench.evaluate import evaluate, validation_score
+from vtrbench.features import freeze_towers
 from vtrbench.methods import RetrievalMethod
 from vtrbench.runs import (
     build,
@@ -190,12 +191,14 @@ def train(
     out_dir: str | Path,
     init_checkpoint: str | Path | None = None,
     tokens_dir: str | Path | None = None,
+    features_dir: str | Path | None = None,
 ) -> Path:
     """Train ``method_name`` with ``seed``; resume from ``out_dir/checkpoint/last.pt`` when present.
 
     ``init_checkpoint``: the ``model.pt`` of the method named by this method's ``init_from`` option (required
     then); its weights go through ``method.warm_start`` before the first step. ``tokens_dir``: the tokenize job's
-    folder (None: the captions are tokenised here).
+    folder (None: the captions are tokenised here). ``features_dir``: the features job's folder, read when
+    ``train.freeze_towers`` (None: the towers' features are computed here).
     """
     files = RunFiles(Path(out_dir))
     check_writable(files.out)
@@ -208,8 +211,12 @@ def train(
     if config["methods"][method_name].get("init_from") and not files.last.exists():
         warm_start(method, config, method_name, init_checkpoint)
     train_split, val_split = load_split(data_dir, "train"), load_split(data_dir, "val")
+    train_tokens = split_tokens(setup, train_split)
+    features = None
+    if tcfg["freeze_towers"]:
+        features = freeze_towers(method.backbones, train_split.frames, train_tokens, features_dir)
     batches = TrainBatches(
-        train_split, split_tokens(setup, train_split), tcfg["batch_size"], tcfg["frames"], seed, tcfg["group_batches"]
+        train_split, train_tokens, tcfg["batch_size"], tcfg["frames"], seed, tcfg["group_batches"], features
     )
     optimizer = make_optimizer(method, config, tcfg["lr"])
     identity = run_identity(config, method_name, seed)

@@ -8,6 +8,7 @@ without saving any sampler state.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,6 +17,9 @@ from transformers import PreTrainedTokenizerBase
 
 from vtrbench.data.records import NO_GROUP, SplitData
 from vtrbench.data.video import sample_indices
+
+if TYPE_CHECKING:
+    from vtrbench.features import CachedFeatures
 
 GROUP_STREAM, STEP_STREAM = 0, 1  # independent random streams derived from the seed
 
@@ -51,16 +55,25 @@ def tokenize(tokenizer: PreTrainedTokenizerBase, captions: list[str], max_length
 
 
 class TrainBatches:
-    """Batches of B distinct videos, each with one random caption; whole hard-negative groups when asked."""
+    """Batches of B distinct videos, each with one random caption; whole hard-negative groups when asked.
 
-    def __init__(self, split: SplitData, tokens: Tokens, batch_size: int, frames: int, seed: int, group_batches: bool):
-        self.split, self.tokens, self.batch_size, self.frames, self.seed = (
-            split,
-            tokens,
-            batch_size,
-            frames,
-            seed,
-        )
+    With ``features`` (a frozen-tower run, ``vtrbench.features``) a batch carries the towers' cached outputs for the
+    same videos, frames and captions in place of pixels and token ids: ``frames`` [B, M, 1 + N, D], ``input_ids``
+    [B, 1 + W, D] float (the towers read them as their own output).
+    """
+
+    def __init__(
+        self,
+        split: SplitData,
+        tokens: Tokens,
+        batch_size: int,
+        frames: int,
+        seed: int,
+        group_batches: bool,
+        features: CachedFeatures | None = None,
+    ):
+        self.split, self.tokens, self.batch_size, self.frames, self.seed = split, tokens, batch_size, frames, seed
+        self.features = features
         self.captions_of = split.captions_of()
         grouped = group_batches and bool((split.group_id != NO_GROUP).all())
         if grouped:
@@ -100,13 +113,18 @@ class TrainBatches:
         caption = np.array([rng.choice(self.captions_of[v]) for v in videos])
         available = self.split.frames.shape[1]
         frame_idx = np.stack([sample_indices(available, self.frames, "random", rng) for _ in videos])  # [B, M]
+        group_id = torch.from_numpy(self.split.group_id[videos])
+        if self.features is not None:
+            text, mask = self.features.captions(caption)
+            clips = self.features.clips(videos, frame_idx)
+            return {"frames": clips, "input_ids": text, "attention_mask": mask, "group_id": group_id}
         clips = self.split.frames.gather(videos, frame_idx)  # [B, M, H, W, 3]
         tok = self.tokens[caption]
         return {
             "frames": torch.from_numpy(np.ascontiguousarray(clips)),
             "input_ids": tok.input_ids,
             "attention_mask": tok.attention_mask,
-            "group_id": torch.from_numpy(self.split.group_id[videos]),
+            "group_id": group_id,
         }
 
 

@@ -88,6 +88,24 @@ def tokens_data_manifest(wildcards):
     return PLAN.tokens_data(unit)
 
 
+def features_unit(wildcards):
+    unit = PLAN.unit("features", wildcards.name, wildcards.fp)
+    if unit is None:
+        raise WorkflowError(f"{ROOT}/features/{wildcards.name}/{wildcards.fp}: not a features folder of this config")
+    return unit
+
+
+def features_inputs(wildcards):
+    """A features job reads the prepared dataset and its tokenised captions."""
+    unit = features_unit(wildcards)
+    return {"manifest": PLAN.tokens_data(unit), "tokens": PLAN.features_tokens(unit)}
+
+
+def features(wildcards):
+    """The cached tower outputs a frozen-tower run trains on ([] otherwise)."""
+    return PLAN.features(wildcards.name)
+
+
 def init_checkpoint(wildcards):
     return PLAN.init_checkpoint(run_unit(wildcards), wildcards.seed)
 

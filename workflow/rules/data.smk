@@ -40,6 +40,32 @@ rule tokenize:
 
 
 
+# A frozen-tower run (train.freeze_towers) trains on the towers' outputs, computed once per dataset and towers
+# (vtrbench/features.py); validation, test and latency still run the towers.
+rule features:
+    input:
+        unpack(features_inputs),
+        cfg=f"{ROOT}/features/{{name}}/{{fp}}/config.json",
+    output:
+        marker=f"{ROOT}/features/{{name}}/{{fp}}/features.json",
+    params:
+        data=input_dir("manifest"),
+        tokens=input_dir("tokens"),
+        out=output_dir("marker"),
+    threads: workflow.cores
+    log:
+        f"{ROOT}/logs/features/{{name}}-{{fp}}.log",
+    benchmark:
+        f"{ROOT}/benchmarks/features/{{name}}-{{fp}}.tsv"
+    message:
+        "Caching the frozen towers' features of {wildcards.name} ({wildcards.fp})"
+    conda:
+        "../envs/vtrbench.yaml"
+    shell:
+        "python -m vtrbench.cli features --config {input.cfg} --data {params.data} --tokens {params.tokens} "
+        "--out {params.out} --threads {threads} > {log} 2>&1"
+
+
 # The towers' starting point of a SynthVTT run with pretrain.enabled (vtrbench/pretrain.py): a small CLIP on single
 # frames and their descriptions, one per config. Every config.json that names it waits for it (write_config).
 if PLAN.pretrain is not None:

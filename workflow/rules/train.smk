@@ -3,6 +3,7 @@ rule train:
         cfg=f"{ROOT}/runs/{{name}}/{{fp}}/config.json",
         manifest=data_manifest,
         tokens=tokens,
+        features=features,
         init=init_checkpoint,
     output:
         model=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/model.pt",
@@ -13,6 +14,7 @@ rule train:
         tokens=input_dir("tokens"),
         out=output_dir("model"),
         init=lambda w, input: f"--init-from {input.init}" if input.init else "",
+        features=lambda w, input: f"--features {os.path.dirname(str(input.features))}" if input.features else "",
         launch=train_launcher,
     wildcard_constraints:
         name="|".join(TRAINED + SWEEP_POINTS) or "^$",
@@ -30,4 +32,4 @@ rule train:
         "../envs/vtrbench.yaml"
     shell:
         "{params.launch} train --config {input.cfg} --method {wildcards.name} --seed {wildcards.seed} "
-        "--data {params.data} --tokens {params.tokens} --out {params.out} {params.init} > {log} 2>&1"
+        "--data {params.data} --tokens {params.tokens} --out {params.out} {params.init} {params.features} > {log} 2>&1"
