@@ -51,26 +51,33 @@ def test_a_cached_feature_equals_a_fresh_forward_of_the_towers(towers_and_split)
         np.testing.assert_allclose(cache.text[caption, : fresh.shape[0]], fresh, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["dual_seq", "cret", "cross_encoder"])
-def test_a_step_on_cached_features_is_the_step_on_pixels_and_leaves_the_towers_alone(towers_and_split, name):
+@pytest.mark.parametrize(
+    ("name", "which"), [("dual_seq", "both"), ("cret", "both"), ("cross_encoder", "both"), ("cret", "frame")]
+)
+def test_a_step_on_cached_features_is_the_step_on_pixels_and_leaves_the_towers_alone(towers_and_split, name, which):
     cfg, backbones, split, tokens = towers_and_split
     backbones = copy.deepcopy(backbones)
     torch.manual_seed(1)
     method = build_method(backbones, cfg["methods"][name], cfg["methods"]).eval()
-    towers_before = tower_digest(backbones)
-    cache = freeze_towers(backbones, split.frames, tokens, None)
+    towers_before, text_before = tower_digest(backbones), copy.deepcopy(backbones.text.state_dict())
+    cache = freeze_towers(backbones, split.frames, tokens, None, which)
     pixels = TrainBatches(split, tokens, 8, 4, seed=0, group_batches=True)(3)
     cached = TrainBatches(split, tokens, 8, 4, seed=0, group_batches=True, features=cache)(3)
     assert cached["frames"].shape[:2] == pixels["frames"].shape[:2] and cached["frames"].ndim == 4
     assert torch.equal(cached["attention_mask"], pixels["attention_mask"])
+    assert cached["input_ids"].is_floating_point() == (which == "both")  # "frame": the text tower reads token ids
     on_cache, on_pixels = method.loss(cached), method.loss(pixels)
     for term, value in on_pixels.items():
         torch.testing.assert_close(on_cache[term], value, rtol=1e-4, atol=1e-5)
     optimizer = make_optimizer(method, {**cfg, "train": {**cfg["train"], "weight_decay": 0.1}}, 1e-2)
     in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
-    assert not in_optimizer & {id(p) for p in [*backbones.text.parameters(), *backbones.frame.parameters()]}
+    assert not in_optimizer & {id(p) for p in backbones.frame.parameters()}
+    assert bool(in_optimizer & {id(p) for p in backbones.text.parameters()}) == (which == "frame")
     train_step(method.loss, [p for p in method.parameters() if p.requires_grad], optimizer, cached, 1.0, False)
-    assert tower_digest(backbones) == towers_before
+    text_moved = any(not torch.equal(v, backbones.text.state_dict()[k]) for k, v in text_before.items())
+    assert text_moved == (which == "frame")
+    if which == "both":
+        assert tower_digest(backbones) == towers_before
 
 
 def test_a_cache_is_read_only_by_the_towers_that_wrote_it(towers_and_split, tmp_path):
@@ -92,7 +99,7 @@ def test_a_cache_is_read_only_by_the_towers_that_wrote_it(towers_and_split, tmp_
 def _frozen(smoke_config: dict) -> dict:
     config = copy.deepcopy(smoke_config)
     config["pretrain"] = {**config["pretrain"], "enabled": True}
-    config["train"] = {**config["train"], "freeze_towers": True}
+    config["train"] = {**config["train"], "freeze_towers": "both"}
     return config
 
 
@@ -116,7 +123,33 @@ def test_the_cache_folder_moves_with_the_towers_and_every_run_waits_for_it(smoke
 
 def test_frozen_random_towers_are_refused_naming_the_key(smoke_config):
     config = copy.deepcopy(smoke_config)
-    config["train"] = {**config["train"], "freeze_towers": True}
+    config["train"] = {**config["train"], "freeze_towers": "both"}
     with pytest.raises(config_lib.ConfigError, match=r"train.freeze_towers: frozen towers must be pretrained"):
         config_lib.validate(config)
     config_lib.validate(_frozen(smoke_config))
+
+
+def test_the_throughput_stage_times_the_step_a_frozen_run_trains(smoke_data, smoke_config, monkeypatch):
+    """With frozen towers the timed step reads the towers' outputs and updates none of their weights."""
+    from vtrbench import throughput
+
+    seen: dict = {}
+
+    def recording_optimizer(method, config, lr):
+        optimizer = make_optimizer(method, config, lr)
+        seen["optimised"] = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        seen["frame"] = {id(p) for p in method.backbones.frame.parameters()}
+        seen["text"] = {id(p) for p in method.backbones.text.parameters()}
+        loss = method.loss
+        method.loss = lambda batch: (
+            seen.setdefault("inputs", (batch["frames"].ndim, batch["input_ids"].dtype)) and loss(batch)
+        )
+        return optimizer
+
+    monkeypatch.setattr(throughput, "make_optimizer", recording_optimizer)
+    config = copy.deepcopy(smoke_config)
+    config["train"] = {**config["train"], "freeze_towers": "both"}
+    rows = throughput.measure_method(config, "cret", smoke_data, [4], [8], warmup=1, repeats=2)
+    assert set(rows.phase) == {"step", "bare", "forward", "encode"} and (rows.ms > 0).all()
+    assert not seen["optimised"] & (seen["frame"] | seen["text"])
+    assert seen["inputs"] == (4, torch.float32)  # [B, M, 1 + N, D] frame outputs, float caption features

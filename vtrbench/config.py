@@ -145,7 +145,7 @@ def _check_consistency(config: dict[str, Any], given: set[str]) -> None:
         )
     if "pretrain" in given and config["pretrain"]["enabled"]:
         _check_pretrain(config)
-    if "train" in given and config["train"]["freeze_towers"]:
+    if "train" in given and config["train"]["freeze_towers"] != "none":
         _check_frozen_towers(config)
     _check_links(config["methods"])
     seeds = config.get("seeds", [])
@@ -164,14 +164,14 @@ def _check_consistency(config: dict[str, Any], given: set[str]) -> None:
 
 
 def _check_frozen_towers(config: dict[str, Any]) -> None:
-    """Frozen towers are pretrained ones: frozen random towers would only measure a random projection."""
-    pretrained = config.get("pretrain", {}).get("enabled") or all(
-        config["model"][tower]["pretrained"] for tower in ("text", "frame")
-    )
+    """Frozen towers are pretrained ones: a frozen random tower would only measure a random projection."""
+    frozen = ("text", "frame") if config["train"]["freeze_towers"] == "both" else ("frame",)
+    pretrained = config.get("pretrain", {}).get("enabled") or all(config["model"][t]["pretrained"] for t in frozen)
     if not pretrained:
+        named = " and ".join(f"model.{t}.pretrained" for t in frozen)
         raise ConfigError(
             "config error at train.freeze_towers: frozen towers must be pretrained ones; set pretrain.enabled: true "
-            "(SynthVTT) or give both model.text.pretrained and model.frame.pretrained"
+            f"(SynthVTT) or give {named}"
         )
 
 

@@ -68,8 +68,8 @@ class CachedFeatures:
     """The training split's tower outputs, memory-mapped (see the module docstring for the shapes)."""
 
     frames: np.ndarray
-    text: np.ndarray
-    text_mask: np.ndarray
+    text: np.ndarray | None  # None: the text tower fine-tunes (``train.freeze_towers: frame``), batches carry ids
+    text_mask: np.ndarray | None
 
     def clips(self, videos: np.ndarray, frame_idx: np.ndarray) -> Tensor:
         """Frame features of ``videos`` [B] at ``frame_idx`` [B, M] -> [B, M, 1 + N, D]."""
@@ -131,11 +131,28 @@ def write_features(backbones: Backbones, frames: Any, tokens: Tokens, out: str |
     return meta
 
 
-def freeze_towers(backbones: Backbones, frames: Any, tokens: Tokens, folder: str | Path | None) -> CachedFeatures:
-    """Stop the text and frame towers' gradients (the optimiser then holds none of their weights) and return the
-    training split's features: read from ``folder`` (the features job's), or computed here when None."""
-    for tower in (backbones.text, backbones.frame):
+def stop_gradients(backbones: Backbones, which: str) -> None:
+    """No gradient for the frame tower (``which="frame"``) or for both towers (``"both"``)."""
+    for tower in (backbones.text, backbones.frame) if which == "both" else (backbones.frame,):
         tower.requires_grad_(False)
-    if folder is None:
-        return compute_features(backbones, frames, tokens)
-    return load_features(folder, backbones)
+
+
+def as_cached(backbones: Backbones, batch: dict[str, Tensor], which: str) -> dict[str, Tensor]:
+    """A pixel batch as a frozen-tower run's batch carries it (the throughput stage times that step): frames
+    replaced by the frame tower's output and, with ``which="both"``, token ids by the text tower's."""
+    out = {**batch, "frames": frame_features(backbones.frame, batch["frames"])}
+    if which == "both":
+        out["input_ids"] = text_features(backbones.text, Tokens(batch["input_ids"], batch["attention_mask"]))
+    return out
+
+
+def freeze_towers(
+    backbones: Backbones, frames: Any, tokens: Tokens, folder: str | Path | None, which: str
+) -> CachedFeatures:
+    """Stop the gradients of the frame tower (``which="frame"``) or of both towers (``"both"``): the optimiser then
+    holds none of their weights. Returns the training split's features, read from ``folder`` (the features job's)
+    or computed here when None; with ``"frame"`` they carry no caption features (the text tower runs in the step).
+    """
+    stop_gradients(backbones, which)
+    cache = compute_features(backbones, frames, tokens) if folder is None else load_features(folder, backbones)
+    return cache if which == "both" else CachedFeatures(cache.frames, None, None)

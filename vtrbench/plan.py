@@ -190,7 +190,7 @@ class Plan:
         self.run_features = {
             name: features_unit(run.config)
             for name, run in self.runs.items()
-            if run.config.get("train", {}).get("freeze_towers")
+            if run.config.get("train", {}).get("freeze_towers", "none") != "none"
         }
         self.latency = {m: measurement_unit(config, "latency", m) for m in self.trained + self.rerank}
         self.throughput = {m: measurement_unit(config, "throughput", m) for m in self.trained}

@@ -7,7 +7,9 @@ that cost on this machine, for every method of the config, through the method in
 measured the same way.
 
 Inputs are random: a random-init method (built by ``vtrbench.train.build``, as in training) on random uint8 frames of
-the dataset's resolution and captions of the val split (weights and pixel values do not change the time). Timing
+the dataset's resolution and captions of the val split (weights and pixel values do not change the time). With
+``train.freeze_towers``, the frozen towers run once per grid point outside the timed calls and the step reads their
+outputs, as a frozen-tower run reads its cached features (``vtrbench.features``). Timing
 is ``vtrbench.timing``'s: ``warmup`` calls discarded, ``cuda.synchronize()`` before reading the clock,
 ``time.perf_counter_ns()``, one raw row per call with device, dtype and batch size; medians and p95 are computed at
 aggregation (``vtrbench.report.throughput``).
@@ -40,6 +42,7 @@ from vtrbench import resultfiles
 from vtrbench.data.batches import random_batch
 from vtrbench.data.records import load_split
 from vtrbench.device import autocast, start, uses_bf16
+from vtrbench.features import as_cached, stop_gradients
 from vtrbench.methods import resolve
 from vtrbench.runs import build, split_tokens
 from vtrbench.timing import synchronize, time_once
@@ -107,6 +110,9 @@ def measure_method(
     setup = build(config, method_name, data_dir, tokens_dir)
     method = setup.method.to(device).train()
     tokens = split_tokens(setup, load_split(data_dir, "val"))
+    frozen = tcfg["freeze_towers"]  # a frozen-tower run's step reads cached tower outputs: time that step
+    if frozen != "none":
+        stop_gradients(method.backbones, frozen)
     optimizer = make_optimizer(method, config, 1e-6)
     parameters = [p for p in method.parameters() if p.requires_grad]
     amp = uses_bf16(device, tcfg["amp"])
@@ -152,6 +158,7 @@ def measure_method(
     for M in frames:
         for B in batch_sizes:
             batch = {k: v.to(device) for k, v in random_batch(tokens, B, M, resolution, generator).items()}
+            batch = as_cached(method.backbones, batch, frozen) if frozen != "none" else batch
             for _ in range(warmup):  # one batch per grid point: the inputs' values do not change the time
                 for call in calls.values():
                     call(batch)

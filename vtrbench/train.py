@@ -213,8 +213,10 @@ def train(
     train_split, val_split = load_split(data_dir, "train"), load_split(data_dir, "val")
     train_tokens = split_tokens(setup, train_split)
     features = None
-    if tcfg["freeze_towers"]:
-        features = freeze_towers(method.backbones, train_split.frames, train_tokens, features_dir)
+    if tcfg["freeze_towers"] != "none":
+        features = freeze_towers(
+            method.backbones, train_split.frames, train_tokens, features_dir, tcfg["freeze_towers"]
+        )
     batches = TrainBatches(
         train_split, train_tokens, tcfg["batch_size"], tcfg["frames"], seed, tcfg["group_batches"], features
     )

@@ -8,7 +8,7 @@ without saving any sampler state.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -17,9 +17,6 @@ from transformers import PreTrainedTokenizerBase
 
 from vtrbench.data.records import NO_GROUP, SplitData
 from vtrbench.data.video import sample_indices
-
-if TYPE_CHECKING:
-    from vtrbench.features import CachedFeatures
 
 GROUP_STREAM, STEP_STREAM = 0, 1  # independent random streams derived from the seed
 
@@ -54,12 +51,22 @@ def tokenize(tokenizer: PreTrainedTokenizerBase, captions: list[str], max_length
     return Tokens(enc["input_ids"], enc["attention_mask"])
 
 
+class CachedOutputs(Protocol):
+    """What a batch reads from a frozen-tower run's cache (``vtrbench.features.CachedFeatures``)."""
+
+    text: np.ndarray | None  # None: the captions go to the text tower as token ids
+
+    def clips(self, videos: np.ndarray, frame_idx: np.ndarray) -> Tensor: ...
+
+    def captions(self, captions: np.ndarray) -> tuple[Tensor, Tensor]: ...
+
+
 class TrainBatches:
     """Batches of B distinct videos, each with one random caption; whole hard-negative groups when asked.
 
     With ``features`` (a frozen-tower run, ``vtrbench.features``) a batch carries the towers' cached outputs for the
-    same videos, frames and captions in place of pixels and token ids: ``frames`` [B, M, 1 + N, D], ``input_ids``
-    [B, 1 + W, D] float (the towers read them as their own output).
+    same videos, frames and captions in place of pixels (``frames`` [B, M, 1 + N, D]) and, when the text tower is
+    frozen too, of token ids (``input_ids`` [B, 1 + W, D] float); the towers read them as their own output.
     """
 
     def __init__(
@@ -70,7 +77,7 @@ class TrainBatches:
         frames: int,
         seed: int,
         group_batches: bool,
-        features: CachedFeatures | None = None,
+        features: CachedOutputs | None = None,
     ):
         self.split, self.tokens, self.batch_size, self.frames, self.seed = split, tokens, batch_size, frames, seed
         self.features = features
@@ -115,17 +122,16 @@ class TrainBatches:
         frame_idx = np.stack([sample_indices(available, self.frames, "random", rng) for _ in videos])  # [B, M]
         group_id = torch.from_numpy(self.split.group_id[videos])
         if self.features is not None:
+            clips = self.features.clips(videos, frame_idx)  # [B, M, 1 + N, D]
+        else:
+            clips = torch.from_numpy(
+                np.ascontiguousarray(self.split.frames.gather(videos, frame_idx))
+            )  # [B, M, H, W, 3]
+        if self.features is not None and self.features.text is not None:
             text, mask = self.features.captions(caption)
-            clips = self.features.clips(videos, frame_idx)
             return {"frames": clips, "input_ids": text, "attention_mask": mask, "group_id": group_id}
-        clips = self.split.frames.gather(videos, frame_idx)  # [B, M, H, W, 3]
         tok = self.tokens[caption]
-        return {
-            "frames": torch.from_numpy(np.ascontiguousarray(clips)),
-            "input_ids": tok.input_ids,
-            "attention_mask": tok.attention_mask,
-            "group_id": group_id,
-        }
+        return {"frames": clips, "input_ids": tok.input_ids, "attention_mask": tok.attention_mask, "group_id": group_id}
 
 
 def eval_clips(split: SplitData, start: int, stop: int, frames: int) -> Tensor:
