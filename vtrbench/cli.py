@@ -18,6 +18,7 @@
     throughput-aggregate  throughput.csv, loss_throughput.csv
     sweep-aggregate       the frame sweep's tables (CRET paper Fig. 5)
     compare               paired comparisons of every pair of methods (comparisons.csv)
+    postprocess           the test-time post-processing variant's effect per method (postprocess.csv)
     convergence           the budget test: is each method at its plateau? (convergence.csv)
     report                report.html and its figures, from the tables it is given
     report-index          results/report.html: one line and a link per run root
@@ -219,6 +220,17 @@ def cmd_compare(args: argparse.Namespace) -> None:
     print(f"{len(table)} paired comparison(s) in {args.out}")
 
 
+def cmd_postprocess(args: argparse.Namespace) -> None:
+    from vtrbench.report.postprocess import write_postprocess
+
+    if len(args.methods) != len(args.runs):
+        raise ValueError(
+            f"postprocess: give one --methods name per --runs folder ({len(args.methods)} vs {len(args.runs)})"
+        )
+    table = write_postprocess(args.runs, args.methods, args.variant, args.out)
+    print(f"{len(table)} method(s) with the {args.variant} variant in {args.out}")
+
+
 def cmd_convergence(args: argparse.Namespace) -> None:
     from vtrbench.report.convergence import convergence
 
@@ -371,6 +383,12 @@ def _table_commands(c: _Commands) -> None:
     p.add_argument("--methods", nargs="*", default=[], help="the method of each --runs folder")
     p.add_argument("--runs", type=Path, nargs="*", default=[], help="run folders .../seed{seed} (test ranks)")
     p.add_argument("--out", type=Path, required=True, help="comparisons.csv")
+
+    p = c.add("postprocess", cmd_postprocess, "the post-processing variant's effect per method", needs_config=False)
+    p.add_argument("--variant", required=True, help="the variant's tag (eval.postprocess: dsl, inverted_softmax)")
+    p.add_argument("--methods", nargs="+", required=True, help="the method of each --runs folder")
+    p.add_argument("--runs", type=Path, nargs="+", required=True, help="run folders .../seed{seed} (test ranks)")
+    p.add_argument("--out", type=Path, required=True, help="postprocess.csv")
 
     p = c.add("convergence", cmd_convergence, "the budget test: still improving at this budget?", needs_config=False)
     p.add_argument("--methods", nargs="+", required=True)

@@ -3,7 +3,9 @@
 Used twice: on ``val`` during training (model selection) and on ``test`` by the evaluate step
 (:func:`evaluate_checkpoint`), which writes ``metrics.json`` and the raw per-query ranks ``ranks.parquet`` (so a
 new metric needs no re-run). An external method's score matrix (:func:`evaluate_scores`) is ranked by the same
-code, so its files are the suite's own and it is compared like every other method.
+code, so its files are the suite's own and it is compared like every other method. With ``eval.postprocess`` on
+(:mod:`vtrbench.postprocess`), the test evaluation also writes the rescored variant's files, tagged with its name,
+beside the plain ones; validation (model selection) never applies it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from vtrbench.device import start
 from vtrbench.encoding import encode_split
 from vtrbench.methods import PairMethod, RetrievalMethod, check_scores, gallery_floats_per_video
 from vtrbench.metrics import pairwise_outcomes, retrieval_metrics, t2v_ranks, v2t_ranks
+from vtrbench.postprocess import Postprocess, rescore, settings
 from vtrbench.runs import effective_train, load_trained, split_tokens
 
 
@@ -82,13 +85,42 @@ def validation_score(metrics: dict[str, Any], val_metric: str) -> float:
     return t2v["R@1"] + t2v["R@5"] + t2v["R@10"] if val_metric == "rsum" else t2v["R@1"]
 
 
-def write_results(evaluation: Evaluation, split: SplitData, out_dir: Path, extra: dict[str, Any]) -> None:
-    """``metrics.json`` (summary + run info) and ``ranks.parquet`` (one row per query), both atomically."""
+def write_results(
+    evaluation: Evaluation,
+    split: SplitData,
+    out_dir: Path,
+    extra: dict[str, Any],
+    postprocess: Postprocess | None = None,
+) -> None:
+    """``metrics.json`` (summary + run info), ``ranks.parquet`` (one row per query) and ``pairwise.parquet``, all
+    atomically. With a ``postprocess`` variant on (test split only), also ``metrics_{tag}.json``,
+    ``ranks_{tag}.parquet`` and ``pairwise_{tag}.parquet`` of the rescored matrix (:mod:`vtrbench.postprocess`),
+    beside the plain files, which are written exactly as without it."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = np.arange(len(split.captions)) if evaluation.queries is None else np.asarray(evaluation.queries)
+    _write_files(evaluation.scores, evaluation.metrics, rows, split, out_dir, extra, "")
+    if postprocess is None or not postprocess.enabled:
+        return
+    scores = rescore(evaluation.scores, postprocess)  # over the rows scored (a pair method's caption subset)
+    metrics = retrieval_metrics(scores, split.caption_video[rows], split.group_id, split.variant)
+    kept = {k: v for k, v in evaluation.metrics.items() if k not in metrics}  # gallery floats, query subset
+    tagged = {**extra, "postprocess": postprocess.describe(), **kept, **metrics}
+    _write_files(scores, tagged, rows, split, out_dir, {}, f"_{postprocess.tag}")
+
+
+def _write_files(
+    scores: Tensor,
+    metrics: dict[str, Any],
+    rows: np.ndarray,
+    split: SplitData,
+    out_dir: Path,
+    extra: dict[str, Any],
+    suffix: str,
+) -> None:
+    """``metrics{suffix}.json``, ``ranks{suffix}.parquet`` and ``pairwise{suffix}.parquet`` of one score matrix."""
     caption_video = split.caption_video[rows]
-    t2v = t2v_ranks(evaluation.scores, caption_video)
-    v2t = v2t_ranks(evaluation.scores, caption_video)
+    t2v = t2v_ranks(scores, caption_video)
+    v2t = v2t_ranks(scores, caption_video)
     ranked = np.flatnonzero(np.bincount(caption_video, minlength=split.num_videos))  # videos with a caption
     ranks = pd.concat(
         [
@@ -113,13 +145,13 @@ def write_results(evaluation: Evaluation, split: SplitData, out_dir: Path, extra
         ],
         ignore_index=True,
     )
-    resultfiles.write_parquet(ranks, out_dir / "ranks.parquet")
+    resultfiles.write_parquet(ranks, out_dir / f"ranks{suffix}.parquet")
     outcomes = {"query": np.zeros(0, np.int64), "negative": np.zeros(0, object), "outcome": np.zeros(0)}
     if (split.group_id >= 0).all():  # the comparisons behind the pairwise accuracies, one row each
-        outcomes = pairwise_outcomes(evaluation.scores, caption_video, split.group_id, split.variant)
+        outcomes = pairwise_outcomes(scores, caption_video, split.group_id, split.variant)
         outcomes["query"] = rows[outcomes["query"]]
-    resultfiles.write_parquet(pd.DataFrame(outcomes), out_dir / "pairwise.parquet")
-    resultfiles.write_json(out_dir / "metrics.json", {**extra, **evaluation.metrics})
+    resultfiles.write_parquet(pd.DataFrame(outcomes), out_dir / f"pairwise{suffix}.parquet")
+    resultfiles.write_json(out_dir / f"metrics{suffix}.json", {**extra, **metrics})
 
 
 def read_scores(path: str | Path, split: SplitData, split_name: str = "test") -> Tensor:
@@ -165,7 +197,7 @@ def evaluate_scores(
         "dataset": config["dataset"]["name"],
         "split": "test",
     }
-    write_results(Evaluation(metrics=metrics, scores=scores), data, Path(out_dir), extra)
+    write_results(Evaluation(metrics=metrics, scores=scores), data, Path(out_dir), extra, settings(config))
     return {**extra, **metrics}
 
 
@@ -202,5 +234,6 @@ def evaluate_checkpoint(
         "commit": setup.selected["commit"],
         "parameters": sum(p.numel() for p in setup.method.parameters()),
     }
-    write_results(result, data, Path(out_dir), extra)
+    # the post-processing variant is a test-split report only: the val files are what model selection saw
+    write_results(result, data, Path(out_dir), extra, settings(config) if split == "test" else None)
     return {**extra, **result.metrics}

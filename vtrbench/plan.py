@@ -287,6 +287,17 @@ class Plan:
         scores the evaluate_external rule ranks)."""
         return [(m, self.run_dir(m, s)) for m in self.trained + self.rerank + self.external for s in self.seeds]
 
+    def postprocess_tag(self) -> str | None:
+        """The test-time post-processing variant's tag (``eval.postprocess``, vtrbench/postprocess.py); None: off."""
+        tag = self.config.get("eval", {}).get("postprocess", "none")
+        return None if tag == "none" else tag
+
+    def postprocess_runs(self) -> list[tuple[str, str]]:
+        """(method, run folder) of every test run the variant adds its tagged files to: trained and external
+        methods (a re-ranker's fused matrix is not rescored); [] when the variant is off."""
+        runs = [(m, d) for m, d in self.test_runs() if m not in self.rerank]
+        return runs if self.postprocess_tag() else []
+
     def budget_tests(self) -> list[tuple[str, str, str]]:
         """(method, val folder of the run, val folder of its longer run) per method and plateau seed."""
         seeds = self.config["plateau"]["seeds"]
@@ -331,6 +342,7 @@ class Plan:
         """The tables the report renders: the aggregate's, and each enabled optional step's (nothing else)."""
         tables = self.tables("summary", "runs", "curves", "train_curves", "comparisons")
         tables += self.tables("rerank_sweep") if self.rerank else []
+        tables += self.tables("postprocess") if self.postprocess_runs() else []
         return tables + self.enabled_tables()
 
     def report_benchmarks(self) -> list[str]:

@@ -104,6 +104,7 @@ def ledger_groups(ledger: pd.DataFrame, key: str) -> list[dict[str, Any]]:
                 "comparable": bool(r["comparable"]),
                 "tag": r.get("tag", ""),
                 "selection": r.get("selection", ""),
+                "postprocess": "unknown" if pd.isna(r.get("postprocess")) else r.get("postprocess"),
                 "note": "" if pd.isna(r.get("note")) else r.get("note"),
             }
             for _, r in group.sort_values("comparable", ascending=False, kind="stable").iterrows()
@@ -241,10 +242,34 @@ def render_report(inputs: ReportInputs, out: str | Path, config: dict[str, Any],
         convergence=table(inputs.table("convergence.csv")),
         pretraining=table(inputs.table("pretraining.csv"), 2),
         comparisons=table(comparisons[comparisons.metric == "t2v_R@1"], 2) if not comparisons.empty else None,
+        postprocess=postprocess_rows(inputs.table("postprocess.csv")),
         config=yaml.safe_dump(config, sort_keys=False),
     )
     resultfiles.write_text(out, html)
     return out
+
+
+def postprocess_rows(effect: pd.DataFrame) -> list[dict[str, str]] | None:
+    """The post-processing variant's effect per method (``postprocess.csv``), each row labelled with the variant's
+    tag, with the sentence the report may say: a move only when its paired 95% interval excludes 0."""
+    if effect.empty:
+        return None
+    rows = []
+    for _, r in effect.iterrows():
+        interval = f"{r['diff']:+.1f} [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]"
+        resolved = r["ci_low"] > 0 or r["ci_high"] < 0
+        rows.append(
+            {
+                "label": str(r["label"]),
+                "cells": [fmt(r["plain"]), fmt(r["post"]), interval, fmt(r["p_post_beats_plain"], 2)],
+                "seeds": int(r["seeds"]),
+                "queries": int(r["queries"]),
+                "sentence": f"{r['label']} moves test t2v R@1 by {interval} points"
+                if resolved
+                else f"no move resolved by {r['variant']} for {r['method']} with {int(r['seeds'])} seeds ({interval})",
+            }
+        )
+    return rows
 
 
 THROUGHPUT_SHOWN = ["method", "frames", "batch_size", "step_ms", "bare_ms", "overhead", "clips_per_s", "loss_share"]

@@ -163,3 +163,14 @@ def output_dir(name):
 def unit_configs(run_dirs):
     """The config.json of the unit above each ``.../seed{seed}`` folder (the sweep's aggregation reads them)."""
     return [f"{os.path.dirname(d)}/config.json" for d in run_dirs]
+
+
+def postprocess_outputs():
+    """The test evaluation's tagged files of the post-processing variant (eval.postprocess, vtrbench/postprocess.py),
+    beside the plain ones, as named outputs of a run folder: {} when the variant is off (decided when parsing)."""
+    tag = PLAN.postprocess_tag()
+    if tag is None:
+        return {}
+    folder = f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}"
+    files = {"metrics": "json", "ranks": "parquet", "pairwise": "parquet"}
+    return {f"{stem}_post": f"{folder}/{stem}_{tag}.{ext}" for stem, ext in files.items()}

@@ -8,6 +8,7 @@ rule evaluate:
         metrics=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/metrics.json",
         ranks=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/ranks.parquet",
         pairwise=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/pairwise.parquet",
+        **postprocess_outputs(),  # eval.postprocess on: metrics_{tag}.json, ranks_{tag}.parquet, ...
     params:
         data=input_dir("manifest"),
         tokens=input_dir("tokens"),
@@ -63,6 +64,7 @@ rule evaluate_val:
 
 
 # Two-stage retrieval (vtrbench/rerank.py): depth and weight chosen on val, evaluated on test.
+# eval.postprocess adds no tagged files here: the variant does not rescore a re-ranker's fused matrix.
 rule rerank:
     input:
         cfg=f"{ROOT}/runs/{{name}}/{{fp}}/config.json",
@@ -109,6 +111,7 @@ rule evaluate_external:
         metrics=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/metrics.json",
         ranks=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/ranks.parquet",
         pairwise=f"{ROOT}/runs/{{name}}/{{fp}}/seed{{seed}}/pairwise.parquet",
+        **postprocess_outputs(),
     params:
         data=input_dir("manifest"),
         out=output_dir("metrics"),

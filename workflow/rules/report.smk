@@ -52,6 +52,28 @@ rule compare:
         "> {log} 2>&1"
 
 
+# The test-time post-processing variant (eval.postprocess; vtrbench/report/postprocess.py): per method, how far it
+# moves t2v R@1, paired with the plain run. Trained and external methods only (a re-ranker is not rescored).
+rule postprocess:
+    input:
+        ranks=[f"{d}/ranks{t}.parquet" for _, d in PLAN.postprocess_runs() for t in ("", f"_{PLAN.postprocess_tag()}")],
+    output:
+        table=f"{ROOT}/tables/postprocess.csv",
+    params:
+        variant=PLAN.postprocess_tag(),
+        methods=[m for m, _ in PLAN.postprocess_runs()],
+        runs=[d for _, d in PLAN.postprocess_runs()],
+    log:
+        f"{ROOT}/logs/postprocess.log",
+    message:
+        "Test-time post-processing ({params.variant}): its effect per method, paired with the plain runs"
+    conda:
+        "../envs/vtrbench.yaml"
+    shell:
+        "python -m vtrbench.cli postprocess --variant {params.variant} --methods {params.methods} --runs {params.runs} "
+        "--out {output.table} > {log} 2>&1"
+
+
 # The budget test: each trained method at factor x its steps, on plateau.seeds, compared on val.
 rule convergence:
     input:
