@@ -115,3 +115,28 @@ def test_mean_pooling_is_blind_to_frame_order_and_seq_is_not():
         forward = method.encode_videos(frames)["video"]
         backward = method.encode_videos(frames.flip(1))["video"]
         assert torch.allclose(forward, backward, atol=1e-5) == blind
+
+
+def test_a_method_entry_declares_its_own_budget_and_the_budget_test_multiplies_it(smoke_config):
+    """``steps`` in any trained method's entry is its budget (the at-plateau protocol gives a slow learner more);
+    a class that declares ``steps`` itself (the cross-encoder's fine-tuning) keeps its meaning; a bad value is
+    refused naming the key, before any job."""
+    import copy
+
+    from vtrbench import config as config_lib
+    from vtrbench.runs import effective_train
+
+    config = copy.deepcopy(smoke_config)
+    config["methods"]["dual_seq"]["steps"] = 6
+    config_lib.check_method_options(config)
+    methods = {name: build_method(tiny_backbones(), entry, config["methods"]) for name, entry in config["methods"].items()
+               if name in ("dual_seq", "dual_mean", "cross_encoder")}  # fmt: skip
+    assert effective_train(config, methods["dual_seq"])["steps"] == 6
+    assert effective_train(config, methods["dual_mean"])["steps"] == config["train"]["steps"]
+    assert effective_train(config, methods["cross_encoder"])["steps"] == config["methods"]["cross_encoder"]["steps"]
+    assert effective_train({**config, "budget_factor": 2}, methods["dual_seq"])["steps"] == 12
+    config["methods"]["dual_seq"]["steps"] = 0
+    with pytest.raises(
+        config_lib.ConfigError, match=r"methods.dual_seq.steps: expected an integer >= 1 or null, got 0"
+    ):
+        config_lib.check_method_options(config)

@@ -15,14 +15,14 @@ options; it returns its training loss as named ``*_loss`` terms, which the train
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from vtrbench.backbones import Backbones
-from vtrbench.options import parse_options
+from vtrbench.options import Count, parse_options
 from vtrbench.registry import import_class, target
 
 Batch = dict[str, Tensor]
@@ -34,6 +34,22 @@ LossFn = Callable[[Tensor, Tensor, Tensor], Tensor]  # (text [B, D], frames [B, 
 @dataclass
 class NoOptions:
     """Options of a method that takes none (any key in its config entry is then an error)."""
+
+
+@dataclass
+class BudgetOptions:
+    """What every trained method's entry may carry besides its own options (unless its options declare it)."""
+
+    steps: Count | None = None  # this method's step budget (train.steps otherwise); the budget test multiplies it
+
+
+def split_budget(options_class: type, options: dict[str, Any], where: str) -> tuple[BudgetOptions, dict[str, Any]]:
+    """The harness's budget keys of a method entry, parsed, and the method's own options (the rest). A class whose
+    options declare ``steps`` itself (a warm-started method's fine-tuning budget) keeps it."""
+    own = {f.name for f in fields(options_class)}
+    harness = {k: options[k] for k in ("steps",) if k in options and k not in own}
+    rest = {k: v for k, v in options.items() if k not in harness}
+    return parse_options(BudgetOptions, harness, where), rest
 
 
 class RetrievalMethod(nn.Module):
@@ -52,7 +68,9 @@ class RetrievalMethod(nn.Module):
     def __init__(self, backbones: Backbones, options: dict[str, Any], methods: dict[str, Any] | None = None):
         super().__init__()
         self.backbones = backbones
-        self.opts = parse_options(self.options_class, dict(options), type(self).__name__)
+        where = type(self).__name__
+        self.budget, own = split_budget(self.options_class, dict(options), where)
+        self.opts = parse_options(self.options_class, own, where)
 
     def encode_videos(self, frames: Tensor) -> Features:
         """frames: [B, M, 3, H, W] float -> gallery features, each tensor [B, ...]."""
@@ -86,8 +104,9 @@ class RetrievalMethod(nn.Module):
         return {}
 
     def train_overrides(self) -> dict[str, Any]:
-        """``train`` keys this method overrides (e.g. ``steps`` of a warm-started model)."""
-        return {}
+        """``train`` keys this method overrides: its entry's ``steps`` (a budget of its own, declared in the config:
+        the at-plateau protocol gives a slower learner more steps), or e.g. a warm-started model's fine-tuning."""
+        return {"steps": self.budget.steps} if self.budget.steps is not None else {}
 
     def query_subset(self, n_text: int) -> Any:
         """Caption indices to evaluate (a fixed seeded subset for a slow pair scorer), or None for all."""
