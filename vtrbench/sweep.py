@@ -39,7 +39,8 @@ def sweep_config(config: dict[str, Any], loss: str, frames: int) -> tuple[dict[s
         raise ValueError(
             f"sweep.method={base!r} is not a configured method; the config defines: {', '.join(config['methods'])}"
         )
-    entry = {**config["methods"][base], SWEPT_OPTION: loss}
+    entry = {k: v for k, v in config["methods"][base].items() if k != "steps"}  # sweep.steps is the budget
+    entry[SWEPT_OPTION] = loss
     out = {k: copy.deepcopy(config[k]) for k in ("run_name", "dataset", "model", "train", "eval") if k in config}
     out["dataset"]["frames"] = max(sweep["frames"])
     out["train"].update(frames=frames, steps=sweep["steps"], eval_every=sweep["eval_every"])
