@@ -20,7 +20,7 @@ from vtrbench.features import (
     freeze_towers,
     load_features,
     text_features,
-    tower_digest,
+    tower_digests,
     write_features,
 )
 from vtrbench.methods import build_method
@@ -59,7 +59,7 @@ def test_a_step_on_cached_features_is_the_step_on_pixels_and_leaves_the_towers_a
     backbones = copy.deepcopy(backbones)
     torch.manual_seed(1)
     method = build_method(backbones, cfg["methods"][name], cfg["methods"]).eval()
-    towers_before, text_before = tower_digest(backbones), copy.deepcopy(backbones.text.state_dict())
+    towers_before, text_before = tower_digests(backbones), copy.deepcopy(backbones.text.state_dict())
     cache = freeze_towers(backbones, split.frames, tokens, None, which)
     pixels = TrainBatches(split, tokens, 8, 4, seed=0, group_batches=True)(3)
     cached = TrainBatches(split, tokens, 8, 4, seed=0, group_batches=True, features=cache)(3)
@@ -77,21 +77,30 @@ def test_a_step_on_cached_features_is_the_step_on_pixels_and_leaves_the_towers_a
     text_moved = any(not torch.equal(v, backbones.text.state_dict()[k]) for k, v in text_before.items())
     assert text_moved == (which == "frame")
     if which == "both":
-        assert tower_digest(backbones) == towers_before
+        assert tower_digests(backbones) == towers_before
 
 
 def test_a_cache_is_read_only_by_the_towers_that_wrote_it(towers_and_split, tmp_path):
     _, backbones, split, tokens = towers_and_split
     meta = write_features(backbones, split.frames, tokens, tmp_path / "features")
-    assert meta["towers"] == tower_digest(backbones)
+    assert meta["towers"] == tower_digests(backbones)
     loaded = load_features(tmp_path / "features", backbones)
     np.testing.assert_array_equal(loaded.frames, compute_features(backbones, split.frames, tokens).frames)
     other = copy.deepcopy(backbones)
     with torch.no_grad():
         next(other.frame.parameters()).add_(1e-3)
-    assert tower_digest(other) != tower_digest(backbones)
-    with pytest.raises(RuntimeError, match="other tower weights"):
-        load_features(tmp_path / "features", other)
+    assert tower_digests(other)["frame"] != tower_digests(backbones)["frame"]
+    for which in ("frame", "both"):
+        with pytest.raises(RuntimeError, match="other frame tower weights"):
+            load_features(tmp_path / "features", other, which)
+    # a method warm-started from a first stage that fine-tuned the text tower (freeze_towers: frame) reads the
+    # frame features, not the text ones
+    tuned_text = copy.deepcopy(backbones)
+    with torch.no_grad():
+        next(tuned_text.text.parameters()).add_(1e-3)
+    assert load_features(tmp_path / "features", tuned_text, "frame").frames.shape == loaded.frames.shape
+    with pytest.raises(RuntimeError, match="other text tower weights"):
+        load_features(tmp_path / "features", tuned_text, "both")
     with pytest.raises(FileNotFoundError, match="run the features job first"):
         load_features(tmp_path / "nothing", backbones)
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import REPO
 from vtrbench import config as config_lib
 from vtrbench.backbones import BackboneConfig, Backbones
 from vtrbench.data.synthetic import SyntheticConfig, _Draws, _Geometry, evaluation_scenes, generate
@@ -184,3 +185,24 @@ def test_the_up_front_check_probes_the_towers_the_stage_will_give(smoke_config, 
     config["pretrain"] = {**config["pretrain"], **{k: TINY_PRETRAIN[k] for k in ("projection_dim", "text", "frame")}}
     assert preflight_lib.preflight(config) == []
     assert built[0].text.pretrained and built[0].text.pretrained == built[0].frame.pretrained
+
+
+def test_a_frozen_frame_run_and_a_method_warm_started_from_it_train_on_one_cache(pretrained, smoke_data, tmp_path):
+    """freeze_towers: frame end to end on the stage's checkpoint: the features job's cache, a first stage that
+    fine-tunes the text tower, then a cross-encoder warm-started from it (its text tower is no longer the cache's;
+    its frame tower still is) trains on the same cache."""
+    from vtrbench.runs import write_train_features
+    from vtrbench.train import train
+
+    folder = str(pretrained[1] / PRETRAINED_CHECKPOINT)
+    config = config_lib.load(REPO / "config" / "smoke.yaml")
+    config["model"]["text"]["pretrained"] = config["model"]["frame"]["pretrained"] = folder
+    config["train"] = {**config["train"], "freeze_towers": "frame", "steps": 2, "eval_every": 2}
+    config["methods"] = {k: config["methods"][k] for k in ("dual_seq", "cross_encoder")}
+    config = config_lib.validate(config)
+    write_train_features(config, smoke_data, None, tmp_path / "features")
+    first = train(config, "dual_seq", 0, smoke_data, tmp_path / "dual_seq", features_dir=tmp_path / "features")
+    second = train(
+        config, "cross_encoder", 0, smoke_data, tmp_path / "cross", first, features_dir=tmp_path / "features"
+    )
+    assert first.is_file() and second.is_file()

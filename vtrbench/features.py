@@ -39,14 +39,19 @@ META = "features.json"
 CHUNK = 64  # videos (or 8x as many captions) per forward pass: bounds the job's memory, not its result
 
 
-def tower_digest(backbones: Backbones) -> str:
-    """SHA-256 of the text and frame towers' weights: a cache is read only by the towers that wrote it."""
+def tower_digest(tower: torch.nn.Module) -> str:
+    """SHA-256 of one tower's weights: a cache's features are read only by the tower that computed them."""
     digest = hashlib.sha256()
-    for tower in (backbones.text, backbones.frame):
-        for name, tensor in sorted(tower.state_dict().items()):
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    for name, tensor in sorted(tower.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def tower_digests(backbones: Backbones) -> dict[str, str]:
+    """The digest of each tower (a warm-started method may carry a first stage's fine-tuned text tower: with
+    ``freeze_towers: frame`` only the frame tower has to be the cache's)."""
+    return {"text": tower_digest(backbones.text), "frame": tower_digest(backbones.frame)}
 
 
 @torch.no_grad()
@@ -83,18 +88,22 @@ class CachedFeatures:
         return torch.from_numpy(text), torch.from_numpy(np.ascontiguousarray(mask[:, :width]))
 
 
-def load_features(folder: str | Path, backbones: Backbones) -> CachedFeatures:
-    """The cache under ``folder``; refuses one that other tower weights wrote (it would train on wrong inputs)."""
+def load_features(folder: str | Path, backbones: Backbones, which: str = "both") -> CachedFeatures:
+    """The cache under ``folder``; refuses one whose ``which`` towers (``frame`` or ``both``) had other weights
+    than this run's (it would train on wrong inputs)."""
     folder = Path(folder)
     meta_path = folder / META
     if not meta_path.is_file():
         raise FileNotFoundError(f"{meta_path} not found: run the features job first (vtrbench.cli features)")
     meta = json.loads(meta_path.read_text())
-    if meta["towers"] != tower_digest(backbones):
-        raise RuntimeError(
-            f"{folder}: the cached features were computed by other tower weights than this run's "
-            f"(digest {meta['towers']} against {tower_digest(backbones)}); rerun the features job for these towers"
-        )
+    ours = tower_digests(backbones)
+    for tower in ("text", "frame") if which == "both" else ("frame",):
+        if meta["towers"].get(tower) != ours[tower]:
+            raise RuntimeError(
+                f"{folder}: the cached {tower} features were computed by other {tower} tower weights than this "
+                f"run's (digest {meta['towers'].get(tower)} against {ours[tower]}); rerun the features job for "
+                "these towers"
+            )
     frames, text, mask = (np.load(folder / name, mmap_mode="r") for name in ("frames.npy", "text.npy", "text_mask.npy"))
     return CachedFeatures(frames, text, mask)
 
@@ -126,7 +135,7 @@ def write_features(backbones: Backbones, frames: Any, tokens: Tokens, out: str |
     resultfiles.write_npy(out / "frames.npy", cache.frames)
     resultfiles.write_npy(out / "text.npy", cache.text)
     resultfiles.write_npy(out / "text_mask.npy", cache.text_mask)
-    meta = {"towers": tower_digest(backbones), "frames": list(cache.frames.shape), "text": list(cache.text.shape)}
+    meta = {"towers": tower_digests(backbones), "frames": list(cache.frames.shape), "text": list(cache.text.shape)}
     resultfiles.write_json(out / META, meta)
     return meta
 
@@ -154,5 +163,5 @@ def freeze_towers(
     or computed here when None; with ``"frame"`` they carry no caption features (the text tower runs in the step).
     """
     stop_gradients(backbones, which)
-    cache = compute_features(backbones, frames, tokens) if folder is None else load_features(folder, backbones)
+    cache = compute_features(backbones, frames, tokens) if folder is None else load_features(folder, backbones, which)
     return cache if which == "both" else CachedFeatures(cache.frames, None, None)
