@@ -109,6 +109,7 @@ class FusionLayer(nn.Module):
 
 
 class CrossEncoder(PairMethod):
+    design = "cross-encoder"
     options_class = CrossEncoderOptions
 
     def __init__(self, backbones: Backbones, options: dict[str, Any], methods: dict[str, Any] | None = None):

@@ -33,6 +33,7 @@ class DualEncoderOptions:
 
 
 class DualEncoder(EmbeddingMethod):
+    design = "single vector"
     options_class = DualEncoderOptions
 
     def __init__(self, backbones: Backbones, options: dict[str, Any], methods: dict[str, Any] | None = None):

@@ -161,6 +161,7 @@ def _standardise(x: Tensor) -> Tensor:
 
 
 class LateInteraction(PairMethod):
+    design = "multi-vector"
     options_class = LateInteractionOptions
 
     def __init__(self, backbones: Backbones, options: dict[str, Any], methods: dict[str, Any] | None = None):

@@ -136,6 +136,7 @@ class TextConditionedPool(nn.Module):
 
 
 class XPool(PairMethod):
+    design = "query-conditioned"
     options_class = XPoolOptions
 
     def __init__(self, backbones: Backbones, options: dict[str, Any], methods: dict[str, Any] | None = None):

@@ -65,6 +65,7 @@ class CRETOptions:
 
 
 class CRET(EmbeddingMethod):
+    design = "centres"  # without CCM (use_ccm: false) the global branch alone: a single vector (design_label)
     options_class = CRETOptions
 
     def __init__(self, backbones: Backbones, options: dict[str, Any], methods: dict[str, Any] | None = None):
@@ -136,6 +137,9 @@ class CRET(EmbeddingMethod):
     def logit_scale(self) -> float:
         """The global branch's inverse temperature (the score's leading term is <t, mu_v>)."""
         return float(self.global_nce.scale().detach())
+
+    def design_label(self) -> str:
+        return self.design if self.opts.use_ccm else "single vector"  # no centres: <t, mu_v> alone
 
     # ----- training -----
     def loss_label(self) -> str:

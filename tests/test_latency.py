@@ -152,3 +152,37 @@ def test_online_latency_is_batch_1_query_encoding_plus_the_first_search_backend_
         columns=ONLINE_COLUMNS,
     )
     pd.testing.assert_frame_equal(online, expected, check_dtype=False)
+
+
+def test_recall_latency_carries_each_methods_design_class_from_its_metrics_json(tmp_path):
+    """tables/recall_latency.csv (and summary.csv) name each method's design class as its metrics.json records it;
+    a metrics.json without one (an older run, a user's own rule) reads as the documented default."""
+    from vtrbench import resultfiles
+    from vtrbench.report.aggregate import summarize_runs
+    from vtrbench.report.tradeoff import tradeoff
+
+    recall = {m: 10.0 for m in ("R@1", "R@5", "R@10", "MdR", "MnR")}
+    designs = {"dual": "single vector", "cret": "centres", "pool": "query-conditioned", "mine": None}
+    metrics, latency = [], []
+    for i, (method, design) in enumerate(designs.items()):
+        for seed in (0, 1):
+            payload = {"method": method, "seed": seed, "kind": "embedding", "t2v": recall, "v2t": recall}
+            payload = payload | ({"design": design} if design else {}) | {"t2v": recall | {"R@1": 10.0 * i + seed}}
+            resultfiles.write_json(tmp_path / method / f"seed{seed}" / "metrics.json", payload)
+            metrics.append(tmp_path / method / f"seed{seed}" / "metrics.json")
+        rows = [
+            {"stage": stage, "backend": backend, "gallery_size": size, "seconds": 0.001 * (i + 1), "repeat": r}
+            for stage, backend, size in (("query_encode", "model", 0), ("search", "torch", 100))
+            for r in range(3)
+        ]
+        path = tmp_path / method / "latency.csv"
+        pd.DataFrame(rows).assign(method=method, batch_size=1, items=1, measured=True).to_csv(path, index=False)
+        latency.append(path)
+    table = tradeoff(metrics, latency, tmp_path / "tables", reference=100)
+    written = pd.read_csv(tmp_path / "tables" / "recall_latency.csv")
+    expected = ["single vector", "centres", "query-conditioned", "unspecified"]
+    for frame in (table, written):
+        assert frame["method"].tolist() == list(designs) and frame["design"].tolist() == expected
+        assert frame.columns.tolist()[:3] == ["method", "kind", "design"]
+    runs = pd.DataFrame([resultfiles.flatten_metrics(resultfiles.read_metrics(p)) for p in metrics])
+    assert summarize_runs(runs).set_index("method")["design"].iloc[:3].tolist() == expected[:3]

@@ -12,10 +12,13 @@ import yaml
 
 from tests.conftest import REPO, method_batch, tiny_backbones
 from vtrbench.methods import (
+    DEFAULT_DESIGN,
+    DESIGNS,
     EmbeddingMethod,
     NoOptions,
     PairMethod,
     build_method,
+    design_of,
     gallery_floats_per_video,
     resolve,
 )
@@ -65,6 +68,7 @@ def test_every_trainable_registered_class_is_shipped_and_contract_tested():
 
 
 def _contract(method) -> None:
+    assert design_of(method) in DESIGNS and design_of(method) != DEFAULT_DESIGN  # the report's design class
     batch = _batch()
     method.eval()  # scoring runs in eval mode (a method with dropout scores deterministically only there)
     gallery = method.encode_videos(batch["frames"])
@@ -99,6 +103,56 @@ def test_shipped_method_contract(key):
     entry, methods = SHIPPED[key]
     torch.manual_seed(0)
     _contract(build_method(tiny_backbones(), entry, methods))
+
+
+def test_every_registered_class_declares_a_documented_design():
+    expected = {
+        "dual_encoder": "single vector",
+        "cret": "centres",
+        "late_interaction": "multi-vector",
+        "xpool": "query-conditioned",
+        "cross_encoder": "cross-encoder",
+        "rerank": "two-stage",
+        "external": DEFAULT_DESIGN,  # an external method declares its design in its config entry
+    }
+    assert set(expected) == set(METHODS)
+    for name, design in expected.items():
+        cls = resolve(name)
+        assert cls.design == design and design in DESIGNS, name
+        if cls.kind != "external":
+            assert "design" in vars(cls), f"{name} declares its own design (not the inherited default)"
+
+
+def test_cret_without_its_centres_is_a_single_vector():
+    assert design_of(build_method(tiny_backbones(), VARIANTS["cret"])) == "centres"
+    assert design_of(build_method(tiny_backbones(), VARIANTS["cret_frames"])) == "centres"
+    assert design_of(build_method(tiny_backbones(), VARIANTS["cret_global"])) == "single vector"
+
+
+class _Undeclared(EmbeddingMethod):
+    """A user's class that says nothing about its design."""
+
+
+class _Misdeclared(EmbeddingMethod):
+    design = "dense"
+
+
+def test_a_class_without_a_design_gets_the_documented_default_and_a_wrong_one_is_refused():
+    assert _Undeclared.design == DEFAULT_DESIGN == "unspecified" and DEFAULT_DESIGN in DESIGNS
+    assert design_of(_Undeclared(tiny_backbones(), {})) == "unspecified"
+    with pytest.raises(ValueError, match=r"_Misdeclared: design must be one of 'single vector'.*got 'dense'"):
+        design_of(_Misdeclared(tiny_backbones(), {}))
+
+
+def test_an_external_entry_declares_its_design_and_a_wrong_one_is_refused_before_any_job():
+    from vtrbench import config as config_lib
+
+    external = resolve("external")
+    assert design_of(external(tiny_backbones(), {"rules": "toy.smk"})) == DEFAULT_DESIGN
+    assert design_of(external(tiny_backbones(), {"rules": "toy.smk", "design": "two-stage"})) == "two-stage"
+    config_lib.check_method_options({"methods": {"toy": {"class": "external", "design": "multi-vector"}}})
+    with pytest.raises(config_lib.ConfigError, match=r"methods.toy: external: design must be one of .*'blob'"):
+        config_lib.check_method_options({"methods": {"toy": {"class": "external", "design": "blob"}}})
 
 
 def test_cret_gallery_holds_mean_and_centres():

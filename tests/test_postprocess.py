@@ -131,6 +131,7 @@ def test_the_option_adds_a_tagged_variant_and_keeps_the_plain_files(smoke_config
     np.testing.assert_array_equal(ranks[ranks.direction == "t2v"]["rank"].to_numpy(), expected)
     assert variant["t2v"]["R@1"] == pytest.approx(100 * np.mean(expected == 1))
     plain = json.loads((tmp_path / "on" / "metrics.json").read_text())
+    assert plain["design"] == "unspecified"  # an external entry that declares no design
     assert variant["t2v"]["R@1"] > plain["t2v"]["R@1"]  # the hub is demoted
     assert (tmp_path / "on" / "pairwise_dsl.parquet").exists()
 

@@ -18,6 +18,7 @@ from vtrbench.report import html as report_html
 from vtrbench.report import plots, provenance
 
 METHODS = ["dual_mean", "cret", "cret_global"]
+DESIGNS = {"dual_mean": "single vector", "cret": "centres", "cret_global": "single vector"}
 
 
 def make_results(root: Path, dataset: str = "synthetic", incomplete: bool = False) -> Path:
@@ -32,6 +33,7 @@ def make_results(root: Path, dataset: str = "synthetic", incomplete: bool = Fals
                     "method": method,
                     "method_class": "dual_encoder" if method.startswith("dual") else "cret",
                     "kind": "embedding",
+                    "design": DESIGNS[method],
                     "seed": seed,
                     "t2v_R@1": 20.0 + 10 * i + seed,
                     "t2v_R@5": 50.0 + i,
@@ -79,7 +81,8 @@ def make_results(root: Path, dataset: str = "synthetic", incomplete: bool = Fals
     ]
     pd.DataFrame(online).to_csv(tables / "latency_vs_gallery.csv", index=False)
     recall = [
-        {"method": m, "kind": "embedding", "t2v_R@1_mean": 20.0 + 10 * i, "query_ms": 1.1 + i, "pareto": i == 0}
+        {"method": m, "kind": "embedding", "design": DESIGNS[m], "t2v_R@1_mean": 20.0 + 10 * i, "query_ms": 1.1 + i}
+        | {"pareto": i == 0}
         for i, m in enumerate(METHODS)
     ]
     pd.DataFrame(recall).to_csv(tables / "recall_latency.csv", index=False)
@@ -181,6 +184,34 @@ def test_every_section_from_hand_made_tables(tmp_path):
     assert 'id="incomplete"' not in html
     # the latency table is methods x gallery sizes, sizes printed as integers
     assert "10,000 videos" in html and "10,000.000" not in html
+    # every table of the recall-latency map names each method's design class beside it
+    for table_id in ("recall-latency", "latency-table", "full-table"):
+        section = html[html.index(f'id="{table_id}"') :].split("</table>")[0]
+        assert "<th>design</th>" in section, table_id
+        for method, design in DESIGNS.items():
+            assert re.search(rf"<td>{method}</td>(<td>embedding</td>)?<td>{design}</td>", section), (table_id, method)
+
+
+def test_recall_against_cost_marks_each_design_class_in_its_legend():
+    points = pd.DataFrame(
+        {
+            "method": ["dual", "cret", "xpool", "cross", "rerank", "mine"],
+            "design": ["single vector", "centres", "query-conditioned", "cross-encoder", "two-stage", None],
+            "query_ms": [1.0, 1.5, 8.0, 40.0, 6.0, 2.0],
+            "t2v_R@1": [20.0, 24.0, 26.0, 30.0, 31.0, 10.0],
+            "pareto": [True, True, False, False, True, False],
+        }
+    )
+    fig = plots.recall_vs_cost(points, "query_ms", "ms", plots.method_palette(points["method"].tolist()))
+    legend = fig.axes[0].get_legend()
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels == [
+        "single vector", "centres", "query-conditioned", "cross-encoder", "two-stage", "unspecified", "Pareto frontier"
+    ]  # fmt: skip
+    assert legend.get_title().get_text() == "design (colour: method)"
+    markers = {line.get_label(): line.get_marker() for line in fig.axes[0].get_lines() if line.get_label() in labels}
+    assert len(set(markers.values()) - {"None"}) == 6  # one marker per design class
+    plots.png_bytes(fig)
 
 
 def test_real_protocol_shows_comparable_rows_and_incomplete_banner(tmp_path):

@@ -279,10 +279,12 @@ def check_method_options(config: dict[str, Any]) -> None:
 
 def _parse_entry(name: str, entry: dict[str, Any]) -> None:
     """Build the options dataclass of one method entry (raises what ``parse_options`` or the class raises)."""
-    from vtrbench.methods import resolve, split_budget
+    from vtrbench.methods import check_design, resolve, split_budget
     from vtrbench.options import parse_options
 
-    options_class = resolve(entry["class"]).options_class
+    cls = resolve(entry["class"])
+    check_design(cls.design, f"{entry['class']} (its class attribute design)")
+    options_class = cls.options_class
     _, own = split_budget(options_class, {k: v for k, v in entry.items() if k != "class"}, f"methods.{name}")
     parse_options(options_class, own, f"methods.{name}")
 

@@ -25,7 +25,15 @@ from vtrbench.data.batches import Tokens
 from vtrbench.data.records import SplitData, load_split
 from vtrbench.device import start
 from vtrbench.encoding import encode_split
-from vtrbench.methods import PairMethod, RetrievalMethod, check_scores, gallery_floats_per_video
+from vtrbench.methods import (
+    DEFAULT_DESIGN,
+    PairMethod,
+    RetrievalMethod,
+    check_design,
+    check_scores,
+    design_of,
+    gallery_floats_per_video,
+)
 from vtrbench.metrics import pairwise_outcomes, retrieval_metrics, t2v_ranks, v2t_ranks
 from vtrbench.postprocess import Postprocess, rescore, settings
 from vtrbench.runs import effective_train, load_trained, split_tokens
@@ -193,6 +201,7 @@ def evaluate_scores(
         "method": method_name,
         "method_class": config["methods"][method_name]["class"],
         "kind": "external",
+        "design": check_design(config["methods"][method_name].get("design", DEFAULT_DESIGN), method_name),
         "seed": seed,
         "dataset": config["dataset"]["name"],
         "split": "test",
@@ -225,6 +234,7 @@ def evaluate_checkpoint(
         "method": method_name,
         "method_class": config["methods"][method_name]["class"],
         "kind": setup.method.kind,
+        "design": design_of(setup.method),
         "seed": seed,
         "dataset": config["dataset"]["name"],
         "split": split,

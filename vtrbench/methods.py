@@ -10,6 +10,10 @@ Two kinds of method, as in BEIR's encoder / pair-scorer split:
 
 Every method is an ``nn.Module`` built from the shared :class:`~vtrbench.backbones.Backbones` and its own
 options; it returns its training loss as named ``*_loss`` terms, which the trainer sums and logs.
+
+Orthogonal to the kind (what the harness can do with the scores), every method declares its *design class*
+(``design``, one of :data:`DESIGNS`): where it sits on the spectrum from one vector per video to a joint model of
+every pair, which the report's recall-latency figure and tables show.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from torch import Tensor, nn
 
 from vtrbench.backbones import Backbones
 from vtrbench.options import Count, parse_options
-from vtrbench.registry import import_class, target
+from vtrbench.registry import DEFAULT_DESIGN, check_design, import_class, target
+from vtrbench.registry import DESIGNS as DESIGNS  # re-exported: the design classes and what each means
 
 Batch = dict[str, Tensor]
 Features = dict[str, Tensor]
@@ -63,6 +68,7 @@ class RetrievalMethod(nn.Module):
     """
 
     kind: ClassVar[str] = "abstract"
+    design: ClassVar[str] = DEFAULT_DESIGN  # its design class, one of DESIGNS (what the report's tables show)
     options_class: ClassVar[type] = NoOptions  # the dataclass of the method's options (validated with the config)
 
     def __init__(self, backbones: Backbones, options: dict[str, Any], methods: dict[str, Any] | None = None):
@@ -111,6 +117,11 @@ class RetrievalMethod(nn.Module):
     def query_subset(self, n_text: int) -> Any:
         """Caption indices to evaluate (a fixed seeded subset for a slow pair scorer), or None for all."""
         return None
+
+    def design_label(self) -> str:
+        """Its design class (one of :data:`DESIGNS`): the class's ``design``; a class whose options change it (CRET
+        without its centres is a single vector) overrides this."""
+        return self.design
 
     def loss_label(self) -> str:
         """The loss it trains with, as the tables name it (e.g. ``nce``, ``gees``)."""
@@ -200,6 +211,10 @@ def pair_blocks(n_text: int, k: int, budget: int) -> Iterator[tuple[slice, slice
 @dataclass
 class ExternalOptions:
     rules: str | None = None  # Snakemake file (relative to the working directory) with the rule writing scores.npy
+    design: str = DEFAULT_DESIGN  # its design class, one of DESIGNS (the report shows it)
+
+    def __post_init__(self) -> None:
+        check_design(self.design, "external")
 
 
 class ExternalMethod(RetrievalMethod):
@@ -213,6 +228,9 @@ class ExternalMethod(RetrievalMethod):
 
     kind = "external"
     options_class = ExternalOptions
+
+    def design_label(self) -> str:
+        return self.opts.design  # an external method declares its design in its config entry (``design``)
 
 
 def resolve(class_name: str) -> type[RetrievalMethod]:
@@ -236,6 +254,11 @@ def build_method(
     options = dict(method_config)
     cls = resolve(options.pop("class"))
     return cls(backbones, options, methods)
+
+
+def design_of(method: RetrievalMethod) -> str:
+    """The design class a built method declares (``design_label``), checked against :data:`DESIGNS`."""
+    return check_design(method.design_label(), type(method).__name__)
 
 
 def gallery_floats_per_video(gallery: Features) -> int:

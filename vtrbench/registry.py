@@ -3,7 +3,8 @@
 The workflow plans its jobs from the kinds alone (an embedding or pair method is trained, a re-ranker combines
 two trained ones, an external method's files come from a user's rule), so the Snakemake process reads this table
 and never imports a method. ``vtrbench.methods.resolve`` imports the class itself when a job needs it;
-``tests/test_methods.py`` checks that each class's ``kind`` is the one written here.
+``tests/test_methods.py`` checks that each class's ``kind`` is the one written here. The design classes a method
+declares (``DESIGNS``) live here too, so the report reads their names without importing a method.
 """
 
 from __future__ import annotations
@@ -24,6 +25,27 @@ METHODS: dict[str, tuple[str, str]] = {
     "external": ("vtrbench.methods:ExternalMethod", "external"),
 }
 TRAINED_KINDS = ("embedding", "pair")  # kinds the suite trains and evaluates itself
+
+# The design classes a method declares (``vtrbench.methods.RetrievalMethod.design``; the report shows them), each
+# with what it means, in the order of the spectrum (one vector per video to a joint model of every pair). A class
+# that declares none is ``unspecified``.
+DESIGNS: dict[str, str] = {
+    "single vector": "one vector per caption and per video, scored by their inner product (dual encoder)",
+    "centres": "a global vector plus K learned centres per video, one flat vector an index stores (CRET)",
+    "multi-vector": "several vectors per caption and per video, matched at query time (late interaction)",
+    "query-conditioned": "the video's vector is pooled anew for each caption (X-Pool)",
+    "cross-encoder": "a joint model reads caption and video together for every pair",
+    "two-stage": "an embedding method's top k re-scored by a pair method (rerank)",
+    "unspecified": "the default of a class or external method that declares none",
+}
+DEFAULT_DESIGN = "unspecified"
+
+
+def check_design(design: object, where: str) -> str:
+    """``design`` if it is one of :data:`DESIGNS`; otherwise ValueError naming ``where`` and the choices."""
+    if design not in DESIGNS:
+        raise ValueError(f"{where}: design must be one of {', '.join(map(repr, DESIGNS))}, got {design!r}")
+    return str(design)
 
 
 def target(class_name: str) -> str:

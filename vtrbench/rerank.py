@@ -55,6 +55,7 @@ class Rerank(RetrievalMethod):
     """Configuration holder: re-ranking is evaluated by :func:`evaluate_rerank`, never trained."""
 
     kind = "rerank"
+    design = "two-stage"
     options_class = RerankOptions
 
     def loss(self, batch: Batch) -> dict[str, Tensor]:
@@ -193,6 +194,7 @@ def evaluate_rerank(
         "method": name,
         "method_class": "rerank",
         "kind": "rerank",
+        "design": Rerank.design,
         "seed": seed,
         "dataset": config["dataset"]["name"],
         "split": "test",

@@ -56,7 +56,7 @@ def summarize_runs(runs: pd.DataFrame) -> pd.DataFrame:
     summary = grouped[numeric].agg(["mean", "std"])
     summary.columns = [f"{col}_{stat}" for col, stat in summary.columns]
     summary.insert(0, "seeds", grouped["seed"].nunique())
-    for col in ("kind", "method_class", "rerank_first", "rerank_second"):  # labels, the same for every seed
+    for col in ("kind", "design", "method_class", "rerank_first", "rerank_second"):  # labels, the same for every seed
         if col in runs:
             summary.insert(0, col, grouped[col].first())
     return summary.reset_index()

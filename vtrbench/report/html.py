@@ -61,6 +61,7 @@ def headline_rows(summary: pd.DataFrame, latency_ms: dict[str, float] | None = N
                 "still": findings_lib.still_improving(row),
                 "gain": fmt(row.get("plateau_gain")),
                 "kind": row.get("kind", ""),
+                "design": plots.design_name(row.get("design")),
                 "seeds": int(row["seeds"]),
                 "cells": [mean_std(row, col) for col, _ in HEADLINE] + [mean_std(row, col, 0) for col in pairwise],
                 "full": [mean_std(row, col) for col in FULL],
@@ -151,8 +152,9 @@ def table(frame: pd.DataFrame, digits: int = 1) -> dict[str, list] | None:
     return {"columns": [str(c).replace("_", " ") for c in frame.columns], "rows": rows}
 
 
-def latency_matrix(latency: pd.DataFrame) -> pd.DataFrame:
-    """Methods x gallery sizes, online ms per query (an ``*`` marks an extrapolated value)."""
+def latency_matrix(latency: pd.DataFrame, designs: dict[str, str] | None = None) -> pd.DataFrame:
+    """Methods x gallery sizes, online ms per query (an ``*`` marks an extrapolated value); with ``designs``
+    (method -> design class), a ``design`` column after the method."""
     if latency.empty:
         return pd.DataFrame()
     cells = latency.assign(
@@ -162,7 +164,10 @@ def latency_matrix(latency: pd.DataFrame) -> pd.DataFrame:
     )
     wide = cells.pivot_table(index="method", columns="gallery_size", values="text", aggfunc="first", sort=False)
     wide.columns = [f"{int(c):,} videos" for c in wide.columns]
-    return wide.reset_index().fillna("–")
+    wide = wide.reset_index().fillna("–")
+    if designs is not None:
+        wide.insert(1, "design", [plots.design_name(designs.get(m)) for m in wide["method"]])
+    return wide
 
 
 def render_report(inputs: ReportInputs, out: str | Path, config: dict[str, Any], figures_dir: str | Path) -> Path:
@@ -178,8 +183,11 @@ def render_report(inputs: ReportInputs, out: str | Path, config: dict[str, Any],
     latency = inputs.table("latency_vs_gallery.csv")
     latency_ms = dict(zip(recall.method, recall.query_ms, strict=True)) if not recall.empty else {}
     latency_ms = {m: v for m, v in latency_ms.items() if m in methods and pd.notna(v)}
+    designs = dict(zip(recall.method, recall.design, strict=True)) if "design" in recall else None
     figures: dict[str, dict] = {}
     cost = summary.rename(columns={"t2v_R@1_mean": "t2v_R@1"})
+    if "design" not in cost and "design" in recall:  # summary.csv of runs whose metrics.json has no design
+        cost = cost.merge(recall[["method", "design"]], on="method", how="left")
     if latency_ms:
         cost = cost.merge(recall[["method", "query_ms", "pareto"]], on="method", how="left")
         x, xlabel = "query_ms", "online latency per text query (ms, test gallery)"
@@ -223,7 +231,7 @@ def render_report(inputs: ReportInputs, out: str | Path, config: dict[str, Any],
         findings=findings_lib.findings(summary, latency_ms, frontier, comparisons if not comparisons.empty else None),
         figures=figures,
         cost_axis=xlabel,
-        latency=table(latency_matrix(latency)),
+        latency=table(latency_matrix(latency, designs)),
         recall=table(recall.drop(columns=["kind", "gallery_size"], errors="ignore"), 2),
         sweep=table(sweep.drop(columns=["paper_R@5"], errors="ignore")),
         throughput=table(throughput[[c for c in throughput.columns if c in THROUGHPUT_SHOWN]], 1),

@@ -27,6 +27,16 @@ warnings.filterwarnings("ignore", category=matplotlib.MatplotlibDeprecationWarni
 
 sns.set_theme(context="notebook", style="whitegrid")
 LOSS_COLOURS = {"gees": "#0072B2", "nce": "#D55E00"}
+# one marker per design class (vtrbench.registry.DESIGNS), the same in every figure that shows it
+DESIGN_MARKERS = {
+    "single vector": "o",
+    "centres": "D",
+    "multi-vector": "s",
+    "query-conditioned": "^",
+    "cross-encoder": "P",
+    "two-stage": "*",
+    "unspecified": "X",
+}
 DPI = 110
 
 
@@ -83,30 +93,44 @@ def _finite(value: object) -> float | None:
     return value if np.isfinite(value) else None
 
 
+def design_name(value: object) -> str:
+    """A design class as the figures show it (a missing or unknown one is ``unspecified``)."""
+    return value if isinstance(value, str) and value in DESIGN_MARKERS else "unspecified"
+
+
 def recall_vs_cost(
     points: pd.DataFrame, x: str, xlabel: str, palette: dict, y: str = "t2v_R@1", ylabel: str = "text→video R@1 (%)"
 ) -> plt.Figure | None:
-    """Scatter of recall against a per-method cost, seed std as error bars, each point labelled with its method;
-    the Pareto frontier (``pareto`` column) as a dashed line.
+    """Scatter of recall against a per-method cost, seed std as error bars, each point labelled with its method,
+    coloured by method and shaped by its design class (``design``, legend beside the plot); the Pareto frontier
+    (``pareto`` column) as a dashed line.
 
-    ``points``: one row per method with ``method``, ``{x}``, ``{y}``, ``pareto`` and optionally ``{y}_std``.
+    ``points``: one row per method with ``method``, ``{x}``, ``{y}``, ``pareto`` and optionally ``{y}_std`` and
+    ``design``.
     """
     points = points.dropna(subset=[x, y])
     if points.empty:
         return None
+    designs = [design_name(d) for d in points["design"]] if "design" in points else ["unspecified"] * len(points)
+    points = points.assign(design=designs)
     fig, ax = plt.subplots(figsize=(7.2, 4.4))
     last: tuple[float, float] | None = None
     for _, row in points.sort_values(y).iterrows():
         colour = palette.get(row["method"], "grey")
-        ax.errorbar(row[x], row[y], yerr=_finite(row.get(f"{y}_std")), fmt="o", ms=7, capsize=3, color=colour)
+        marker = DESIGN_MARKERS[row["design"]]
+        ax.errorbar(row[x], row[y], yerr=_finite(row.get(f"{y}_std")), fmt=marker, ms=10 if marker == "*" else 7,
+                    capsize=3, color=colour)  # fmt: skip
         near = last is not None and abs(row[y] - last[1]) < 4 and 0.5 < row[x] / last[0] < 2  # labels would collide
         offset = (5, -11) if near else (5, 4)
         ax.annotate(row["method"], (row[x], row[y]), xytext=offset, textcoords="offset points", fontsize=8)
         last = (row[x], row[y])
+    for design, marker in DESIGN_MARKERS.items():  # legend entries of the design classes drawn, in spectrum order
+        if design in set(points["design"]):
+            ax.plot([], [], marker, ls="", color="dimgrey", ms=10 if marker == "*" else 7, label=design)
     if "pareto" in points:
         front = points[points["pareto"].astype(bool)].sort_values(x)
         ax.plot(front[x], front[y], "--", color="black", lw=1, alpha=0.6, zorder=0, label="Pareto frontier")
-        _legend_outside(ax)
+    _legend_outside(ax, "design (colour: method)")
     _log_if_wide(ax, points[x], "x")
     ax.set(xlabel=xlabel, ylabel=ylabel, title="Recall against cost (up and left is better)")
     ax.margins(x=0.15, y=0.1)

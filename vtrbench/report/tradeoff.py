@@ -7,10 +7,11 @@ documented schema shows up here with no change.
   ``median_s``, ``p95_s``, ``per_item_ms`` (median / items), ``throughput_per_s`` (items / median), FLOPs;
 * ``latency_vs_gallery.csv``: one row per (method, gallery_size): ``ms_per_query`` online (text encoding at batch 1
   + search at batch 1; FAISS when measured, a re-ranker at the depth it chose on val), ``extrapolated``;
-* ``recall_latency.csv``: one row per method: t2v R@1 mean/std over seeds, per-query latency at the reference
-  gallery size (``query_ms``), offline ``gallery_encode_ms_per_video``, ``bytes_per_video``, the pair scorer's
-  ``flops_per_query`` and ``floor_ms`` (those FLOPs at the measured matmul rate) and ``x_floor`` (search time /
-  floor), and ``pareto`` (no other method is both faster and more accurate).
+* ``recall_latency.csv``: one row per method: its ``design`` class (``vtrbench.registry.DESIGNS``, as its
+  ``metrics.json`` records it; ``unspecified`` when that has none), t2v R@1 mean/std over seeds, per-query latency
+  at the reference gallery size (``query_ms``), offline ``gallery_encode_ms_per_video``, ``bytes_per_video``, the
+  pair scorer's ``flops_per_query`` and ``floor_ms`` (those FLOPs at the measured matmul rate) and ``x_floor``
+  (search time / floor), and ``pareto`` (no other method is both faster and more accurate).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from vtrbench import resultfiles
+from vtrbench.registry import DEFAULT_DESIGN
 
 KEYS = [
     "method",
@@ -114,6 +116,14 @@ def pareto_flags(table: pd.DataFrame, cost: str, recall: str) -> list[bool]:
     return flags
 
 
+def design(runs: pd.DataFrame) -> str:
+    """A method's design class as its runs' ``metrics.json`` records it (the first seed's; the default if none)."""
+    if "design" not in runs:
+        return DEFAULT_DESIGN
+    known = runs.sort_values("seed")["design"].dropna()
+    return str(known.iloc[0]) if len(known) else DEFAULT_DESIGN
+
+
 def recall_latency(runs: pd.DataFrame, raw: pd.DataFrame, stats: pd.DataFrame, reference: int) -> pd.DataFrame:
     online = online_latency(stats, chosen_depth(runs))
     at_ref = online[online.gallery_size == reference].set_index("method")
@@ -129,6 +139,7 @@ def recall_latency(runs: pd.DataFrame, raw: pd.DataFrame, stats: pd.DataFrame, r
             {
                 "method": method,
                 "kind": group["kind"].iloc[0] if "kind" in group else "",
+                "design": design(group),
                 "seeds": group.seed.nunique(),
                 "t2v_R@1_mean": group["t2v_R@1"].mean(),
                 "t2v_R@1_std": group["t2v_R@1"].std(),
