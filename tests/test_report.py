@@ -16,6 +16,7 @@ import pytest
 from tests.conftest import REPO, run_folder, snakemake_env
 from vtrbench.report import html as report_html
 from vtrbench.report import plots, provenance
+from vtrbench.report.sweep import COMPARISON_COLUMNS
 
 METHODS = ["dual_mean", "cret", "cret_global"]
 DESIGNS = {"dual_mean": "single vector", "cret": "centres", "cret_global": "single vector"}
@@ -114,6 +115,13 @@ def make_results(root: Path, dataset: str = "synthetic", incomplete: bool = Fals
         ]
     ).to_csv(tables / "frame_sweep.csv", index=False)
     pd.DataFrame(
+        [  # gees@4 beats nce@4; gees@4 vs nce@8 (the paper's claim, 4 vs the most frames) not resolved
+            ("gees@4", "nce@4", "gees", 4, "nce", 4, "t2v_R@1", 25.0, 20.0, 5.0, 1.0, 9.0, 1.0, 2, True, 100, 20, 20),
+            ("gees@4", "nce@8", "gees", 4, "nce", 8, "t2v_R@1", 25.0, 24.0, 1.0, -2.0, 4.0, 0.5, 2, True, 100, 20, 40),
+        ],
+        columns=[c for c in COMPARISON_COLUMNS if c != "step_ratio"],
+    ).assign(step_ratio=lambda t: t.step_ms_a / t.step_ms_b).to_csv(tables / "sweep_comparisons.csv", index=False)
+    pd.DataFrame(
         [  # cret_global vs cret resolved, dual_mean vs cret not
             ("cret_global", "cret", "t2v_R@1", 10.0, 5.0, 15.0, 1.0, 2, 100),
             ("dual_mean", "cret", "t2v_R@1", -10.0, -21.0, 1.0, 0.0, 2, 100),
@@ -175,6 +183,11 @@ def test_every_section_from_hand_made_tables(tmp_path):
     assert "combined std" not in html
     assert "Not tested here whether each method is at its plateau" in html  # no budget test in these tables
     assert "Cheapest per text query: dual_mean (1.100 ms" in html
+    # the frame sweep's paired tests: the table, and the Finding on the pair of fewer against the most frames
+    assert 'id="sweep-comparisons-table"' in html and "+5.0 [+1.0, +9.0]" in html
+    claim = "no difference resolved between gees@4 and nce@8 with 2 seeds (+1.0 [-2.0, +4.0]) on test t2v R@1"
+    assert html.count(f"{claim}, at 0.50x its step time (20.0 vs 40.0 ms, medians)") == 2  # Findings, sweep section
+    assert "consistent with the paper&#39;s shape" in html
     # provenance: fingerprint, the runs' commit, wall time per step from the benchmark files, package versions
     assert "abc123" in html and "abc1234" in html and "12.5" in html and "seaborn" in html
     # synthetic data: every published row is marked not comparable, none comparable; the ledger is collapsed

@@ -204,8 +204,10 @@ def cmd_throughput_aggregate(args: argparse.Namespace) -> None:
 
 def cmd_sweep_aggregate(args: argparse.Namespace) -> None:
     from vtrbench.report.sweep import aggregate_sweep
+    from vtrbench.sweep import parse_pair
 
-    table = aggregate_sweep(args.runs, args.tables, args.ledger)
+    pairs = [parse_pair(p) for p in args.pairs] if args.pairs is not None else None
+    table = aggregate_sweep(args.runs, args.tables, args.ledger, pairs)
     print(f"aggregated {len(args.runs)} sweep run(s) into {args.tables}/frame_sweep.csv ({len(table)} rows)")
 
 
@@ -378,6 +380,12 @@ def _table_commands(c: _Commands) -> None:
     p.add_argument("--runs", type=Path, nargs="+", required=True, help="sweep run folders .../seed{seed}")
     p.add_argument("--tables", type=Path, required=True, help="tables folder")
     p.add_argument("--ledger", type=Path, default=None, help="published results (data/published.csv)")
+    p.add_argument(
+        "--pairs",
+        nargs="*",
+        default=None,
+        help="compared points A:B, e.g. gees@4:nce@16 (sweep_comparisons.csv; default: each loss pair at equal frames)",
+    )
 
     p = c.add("compare", cmd_compare, "paired comparisons of every pair of methods", needs_config=False)
     p.add_argument("--methods", nargs="*", default=[], help="the method of each --runs folder")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vtrbench.registry import TRAINED_KINDS, kind_of
-from vtrbench.sweep import sweep_points
+from vtrbench.sweep import format_pair, sweep_pairs, sweep_points
 
 RUN_SECTIONS = ("dataset", "model", "train", "eval")  # what a trained run depends on, besides its methods
 UNTRACKED_TRAIN_KEYS = ("workers",)  # do not change any number a run produces (batches are pure functions of step)
@@ -319,6 +319,10 @@ class Plan:
     def sweep_run_dirs(self) -> list[str]:
         return [self.run_dir(name, s) for name in self.sweep_configs for s in self.config["sweep"]["seeds"]]
 
+    def sweep_pairs(self) -> list[str]:
+        """The sweep's compared points as ``gees@4:nce@16`` (``vtrbench.sweep.sweep_pairs``; sweep_comparisons.csv)."""
+        return [format_pair(pair) for pair in sweep_pairs(self.config)]
+
     def section_tables(self, section: str) -> list[str]:
         """The tables an optional section adds (its outputs in the report and the default target)."""
         if section == "sweep" and not self.sweep_configs:
@@ -331,7 +335,7 @@ class Plan:
                 "plateau": ["convergence"],
                 "latency": ["latency", "latency_vs_gallery", "recall_latency"],
                 "throughput": ["throughput", "loss_throughput"],
-                "sweep": ["frame_sweep", "sweep_curves"],
+                "sweep": ["frame_sweep", "sweep_curves", "sweep_comparisons"],
             }[section]
         )
 

@@ -208,12 +208,13 @@ def read_parquet(path: str | Path, required: tuple[str, ...] = ()) -> pd.DataFra
     return frame
 
 
-def read_t2v_hits(folder: str | Path) -> pd.Series:
-    """Per-query t2v R@1 outcomes (100 = the positive ranked first, else 0) by caption index, from a run folder's
-    ``ranks.parquet`` (the paired comparisons and the budget test read it this way)."""
+def read_t2v_hits(folder: str | Path, k: int = 1) -> pd.Series:
+    """Per-query t2v R@k outcomes (100 = the positive ranked within the first ``k``, else 0) by caption index, from
+    a run folder's ``ranks.parquet`` (the paired comparisons, the budget test and the frame sweep read it this way;
+    their mean is metrics.json's ``t2v`` ``R@k``)."""
     ranks = read_parquet(Path(folder) / "ranks.parquet", ("direction", "query", "rank"))
     t2v = ranks[ranks.direction == "t2v"]
-    return pd.Series((t2v["rank"].to_numpy() == 1).astype(float) * 100, index=t2v["query"].to_numpy())
+    return pd.Series((t2v["rank"].to_numpy() <= k).astype(float) * 100, index=t2v["query"].to_numpy())
 
 
 def read_pairwise(folder: str | Path) -> pd.DataFrame | None:

@@ -7,11 +7,18 @@ generator otherwise unchanged), with the same step budget and seeds for every po
 (``vtrbench.plan``: ``results/{run}/runs/{method}_{loss}_f{frames}/{fp}/seed{seed}``); this module builds their
 configs (without importing torch: the workflow plans them); ``vtrbench.report.sweep`` turns their result files
 into tables.
+
+Which points the sweep compares (:func:`sweep_pairs`, ``tables/sweep_comparisons.csv``): for every two losses
+``a``, ``b`` of ``sweep.losses`` (``a`` listed first: gees before nce), ``a@M`` against ``b@M`` at each swept M, and
+``a@F`` against ``b@max(sweep.frames)``, F = the main config's ``train.frames`` when it is swept and smaller than the
+largest M. CRET's defaults give gees@M - nce@M for M = 2, 4, 8, 16 and gees@4 - nce@16: the paper's claim that GEES
+at 4 frames matches NCE at 16 at about a third of the step time.
 """
 
 from __future__ import annotations
 
 import copy
+from itertools import combinations
 from typing import Any
 
 SWEPT_OPTION = "global_loss"  # the method option the sweep varies (sweep.losses are its values)
@@ -57,3 +64,50 @@ def sweep_points(config: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         for loss in config["sweep"]["losses"]
         for frames in config["sweep"]["frames"]
     ]
+
+
+Point = tuple[str, int]  # (loss, frames)
+
+
+def point_label(point: Point) -> str:
+    """``gees@4``: a sweep point as the comparison table and the CLI name it."""
+    return f"{point[0]}@{point[1]}"
+
+
+def parse_pair(text: str) -> tuple[Point, Point]:
+    """``gees@4:nce@16`` -> (("gees", 4), ("nce", 16)).
+
+    Raises:
+        ValueError: not two ``loss@frames`` points joined by ``:``.
+    """
+    try:
+        sides = []
+        for side in text.split(":"):
+            loss, frames = side.split("@")
+            sides.append((loss, int(frames)))
+        a, b = sides
+        return a, b
+    except ValueError as err:
+        raise ValueError(f"expected a pair of sweep points like gees@4:nce@16, got {text!r}") from err
+
+
+def format_pair(pair: tuple[Point, Point]) -> str:
+    return ":".join(point_label(p) for p in pair)
+
+
+def pairs_of(losses: list[str], frames: list[int], main_frames: int | None = None) -> list[tuple[Point, Point]]:
+    """The compared (A, B) points: for every two losses a before b, ``a@M`` vs ``b@M`` at each M (ascending), then
+    ``a@main_frames`` vs ``b@max(frames)`` when ``main_frames`` is swept and below the largest M."""
+    frames = sorted(set(frames))
+    out: list[tuple[Point, Point]] = []
+    for a, b in combinations(list(dict.fromkeys(losses)), 2):
+        out += [((a, m), (b, m)) for m in frames]
+        if main_frames in frames and main_frames < frames[-1]:
+            out.append(((a, main_frames), (b, frames[-1])))
+    return out
+
+
+def sweep_pairs(config: dict[str, Any]) -> list[tuple[Point, Point]]:
+    """The sweep's comparisons (module docstring): from ``sweep.losses``, ``sweep.frames`` and ``train.frames``."""
+    sweep = config["sweep"]
+    return pairs_of(list(sweep["losses"]), [int(f) for f in sweep["frames"]], int(config["train"]["frames"]))

@@ -86,14 +86,15 @@ def p_beats(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def compare(a: Outcomes, b: Outcomes, seed: int = 0) -> dict[str, float]:
-    """The comparison of two methods on the queries both were scored on."""
+    """The comparison of two methods on the queries both were scored on (``paired_seeds``: whether seed s of A was
+    drawn with seed s of B, i.e. both ran the same seed list)."""
     common, ia, ib = np.intersect1d(a.queries, b.queries, return_indices=True)
     xa, xb = a.values[:, ia], b.values[:, ib]
     paired = bool(a.seeds) and a.seeds == b.seeds
     diff, low, high = hierarchical_bootstrap(xa, xb, seed=seed, paired_seeds=paired)
     seeds = min(xa.shape[0], xb.shape[0])
     return {"diff": diff, "ci_low": low, "ci_high": high, "p_a_beats_b": p_beats(xa, xb), "seeds": seeds,
-            "queries": len(common)}  # fmt: skip
+            "queries": len(common), "paired_seeds": paired}  # fmt: skip
 
 
 def verdict(row: pd.Series, unit: str = "") -> str:

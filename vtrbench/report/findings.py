@@ -4,7 +4,9 @@ A sentence says "A beats B" only when the paired 95 % interval of ``comparisons.
 seeds and test queries, ``vtrbench.report.compare``) excludes 0; otherwise it says the difference is not resolved
 with the seeds there are. A method the budget test found still improving (``still_improving`` in summary.csv) is
 named as still improving in the Finding that names it best, and every such method is listed in the budget test's
-Finding, so no claim reads "design A is better" when it may be "A learns faster".
+Finding, so no claim reads "design A is better" when it may be "A learns faster". The frame sweep's Finding reads
+``sweep_comparisons.csv`` (the same paired test) and says whether the paper's shape holds: GEES at 4 frames as
+accurate as NCE at 16, at a fraction of its step time.
 """
 
 from __future__ import annotations
@@ -105,11 +107,49 @@ def _model_based(summary: pd.DataFrame, latency_ms: dict[str, float], comparison
     return out
 
 
+SWEEP_CLAIM = "CRET Fig. 5: GEES at 4 frames matches NCE at 16 at about a third of the step time"
+
+
+def _sweep_verdict(row: pd.Series) -> str:
+    """``verdict`` of one sweep_comparisons.csv row (its points named ``gees@4``)."""
+    return verdict(pd.Series({**row.to_dict(), "method_a": row["a"], "method_b": row["b"]}))
+
+
+def sweep_finding(table: pd.DataFrame | None, metric: str = "t2v_R@1") -> str | None:
+    """The frame sweep's sentence from ``sweep_comparisons.csv``: does the paper's shape hold here? The pair of
+    fewer frames against the most frames (gees@4 vs nce@16): its paired verdict on ``metric`` and the step-time
+    ratio. Without such a pair, which equal-frame pairs are resolved. None without the table."""
+    if table is None or table.empty or "frames_a" not in table:
+        return None
+    rows = table[table.metric == metric]
+    cross = rows[rows.frames_a != rows.frames_b]
+    if not len(cross):
+        parts = [f"M = {int(r['frames_a'])}: {_sweep_verdict(r)}" for _, r in rows.iterrows()]
+        return f"Frame sweep, equal frames (test {metric.replace('_', ' ')}): {'; '.join(parts)}." if parts else None
+    row = cross.iloc[0]
+    a, b, ratio = row["a"], row["b"], row["step_ratio"]
+    cost = (
+        f"at {fmt(ratio, 2)}x its step time ({fmt(row['step_ms_a'], 1)} vs {fmt(row['step_ms_b'], 1)} ms, medians)"
+        if pd.notna(ratio)
+        else "step times not available"
+    )
+    if row["ci_high"] < 0:
+        shape = f"the paper's shape does not hold here: {b} is more accurate"
+    elif pd.isna(ratio) or ratio >= 1:
+        shape = f"the paper's shape does not hold here: {a} is not cheaper per step"
+    elif row["ci_low"] > 0:
+        shape = f"the paper's shape holds here: {a} is more accurate and cheaper per step"
+    else:
+        shape = f"consistent with the paper's shape ({a} cheaper per step, no accuracy difference resolved)"
+    return f"Frame sweep ({SWEEP_CLAIM}): {_sweep_verdict(row)} on test {metric.replace('_', ' ')}, {cost}; {shape}."
+
+
 def findings(
     summary: pd.DataFrame,
     latency_ms: dict[str, float],
     frontier: list[str],
     comparisons: pd.DataFrame | None = None,
+    sweep_comparisons: pd.DataFrame | None = None,
 ) -> list[str]:
     """Plain sentences: who is best on what (and whether it is resolved), what it costs, who is still improving."""
     out = []
@@ -157,4 +197,6 @@ def findings(
         out.append(f"Fastest training: {fastest['method']} ({mean_std(fastest, 'train_clips_per_s', 0)} clips/s).")
     if frontier:
         out.append(f"On the recall–cost Pareto frontier: {', '.join(frontier)}.")
+    if sweep := sweep_finding(sweep_comparisons):
+        out.append(sweep)
     return out

@@ -202,6 +202,7 @@ def render_report(inputs: ReportInputs, out: str | Path, config: dict[str, Any],
     sweep = inputs.table("frame_sweep.csv")
     _figure(figures, figures_dir, "frame_sweep", plots.frame_sweep(sweep, paper), "frame sweep GEES vs NCE")
     _figure(figures, figures_dir, "equal_cost", plots.equal_cost(inputs.table("sweep_curves.csv")), "equal cost")
+    sweep_compared = inputs.table("sweep_comparisons.csv")
     throughput, losses = inputs.table("throughput.csv"), inputs.table("loss_throughput.csv")
     _figure(figures, figures_dir, "step_time", plots.step_time(throughput, losses, palette), "step time")
     rerank = inputs.table("rerank_sweep.csv")
@@ -228,12 +229,16 @@ def render_report(inputs: ReportInputs, out: str | Path, config: dict[str, Any],
         columns=columns,
         pairwise_labels=columns[len(HEADLINE) :],
         full_columns=[c.replace("_", " ") for c in FULL],
-        findings=findings_lib.findings(summary, latency_ms, frontier, comparisons if not comparisons.empty else None),
+        findings=findings_lib.findings(
+            summary, latency_ms, frontier, comparisons if not comparisons.empty else None, sweep_compared
+        ),
         figures=figures,
         cost_axis=xlabel,
         latency=table(latency_matrix(latency, designs)),
         recall=table(recall.drop(columns=["kind", "gallery_size"], errors="ignore"), 2),
         sweep=table(sweep.drop(columns=["paper_R@5"], errors="ignore")),
+        sweep_comparisons=table(sweep_comparison_frame(sweep_compared)),
+        sweep_finding=findings_lib.sweep_finding(sweep_compared),
         throughput=table(throughput[[c for c in throughput.columns if c in THROUGHPUT_SHOWN]], 1),
         rerank=table(rerank[rerank.chosen].drop(columns=["chosen"], errors="ignore")) if not rerank.empty else None,
         ablation=ablation_rows(summary, config),
@@ -278,6 +283,33 @@ def postprocess_rows(effect: pd.DataFrame) -> list[dict[str, str]] | None:
             }
         )
     return rows
+
+
+def sweep_comparison_frame(compared: pd.DataFrame) -> pd.DataFrame:
+    """The frame sweep's paired comparisons as the report shows them: A, B, metric, both means, A - B with its 95%
+    interval, P(A > B), seeds, queries and each side's step time (``sweep_comparisons.csv``)."""
+    if compared.empty:
+        return compared
+    interval = [
+        f"{d:+.1f} [{lo:+.1f}, {hi:+.1f}]"
+        for d, lo, hi in zip(compared["diff"], compared.ci_low, compared.ci_high, strict=True)
+    ]
+    return pd.DataFrame(
+        {
+            "A": compared.a,
+            "B": compared.b,
+            "metric": compared.metric,
+            "A %": compared.a_mean,
+            "B %": compared.b_mean,
+            "A - B [95% CI]": interval,
+            "P(A > B)": [fmt(p, 2) for p in compared.p_a_beats_b],
+            "seeds": compared.seeds,
+            "queries": compared.queries,
+            "A step ms": compared.step_ms_a,
+            "B step ms": compared.step_ms_b,
+            "A / B step time": [fmt(r, 2) for r in compared.step_ratio],
+        }
+    )
 
 
 THROUGHPUT_SHOWN = ["method", "frames", "batch_size", "step_ms", "bare_ms", "overhead", "clips_per_s", "loss_share"]
