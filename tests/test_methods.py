@@ -183,8 +183,8 @@ def test_a_method_entry_declares_its_own_budget_and_the_budget_test_multiplies_i
     config = copy.deepcopy(smoke_config)
     config["methods"]["dual_seq"]["steps"] = 6
     config_lib.check_method_options(config)
-    methods = {name: build_method(tiny_backbones(), entry, config["methods"]) for name, entry in config["methods"].items()
-               if name in ("dual_seq", "dual_mean", "cross_encoder")}  # fmt: skip
+    built = ("dual_seq", "dual_mean", "cross_encoder")
+    methods = {name: build_method(tiny_backbones(), config["methods"][name], config["methods"]) for name in built}
     assert effective_train(config, methods["dual_seq"])["steps"] == 6
     assert effective_train(config, methods["dual_mean"])["steps"] == config["train"]["steps"]
     assert effective_train(config, methods["cross_encoder"])["steps"] == config["methods"]["cross_encoder"]["steps"]
