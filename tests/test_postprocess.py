@@ -46,10 +46,11 @@ def test_rescoring_matches_a_loop_reference(kind, temperature):
 def test_rescoring_is_blocked_by_columns_without_changing_a_value(monkeypatch):
     from vtrbench import postprocess
 
-    scores = torch.randn(6, 11)
+    scores = torch.randn(6, 11, generator=torch.Generator().manual_seed(0))
     whole = rescore(scores, Postprocess("dsl", 0.1))
     monkeypatch.setattr(postprocess, "_COLUMN_BLOCK", 12)  # 2 columns per block
-    assert torch.equal(rescore(scores, Postprocess("dsl", 0.1)), whole)
+    # each column's softmax is its own: blocks change no value beyond float64 rounding of a vectorised sum
+    torch.testing.assert_close(rescore(scores, Postprocess("dsl", 0.1)), whole, rtol=1e-12, atol=0)
 
 
 def test_none_is_the_identity():
