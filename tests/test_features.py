@@ -162,3 +162,12 @@ def test_the_throughput_stage_times_the_step_a_frozen_run_trains(smoke_data, smo
     assert set(rows.phase) == {"step", "bare", "forward", "encode"} and (rows.ms > 0).all()
     assert not seen["optimised"] & (seen["frame"] | seen["text"])
     assert seen["inputs"] == (4, torch.float32)  # [B, M, 1 + N, D] frame outputs, float caption features
+
+
+def test_a_unit_that_builds_no_tower_validates_with_frozen_towers(smoke_config):
+    """The loss-level throughput unit (losses on random features: no model section) is not refused."""
+    from vtrbench.plan import loss_level_unit
+
+    unit = loss_level_unit(config_lib.validate(_frozen(smoke_config)))
+    assert "model" not in unit.config
+    config_lib.validate({"run_name": "x", **unit.config})

@@ -145,7 +145,7 @@ def _check_consistency(config: dict[str, Any], given: set[str]) -> None:
         )
     if "pretrain" in given and config["pretrain"]["enabled"]:
         _check_pretrain(config)
-    if "train" in given and config["train"]["freeze_towers"] != "none":
+    if {"train", "model"} <= given and config["train"]["freeze_towers"] != "none":  # a unit that builds towers
         _check_frozen_towers(config)
     _check_links(config["methods"])
     seeds = config.get("seeds", [])
