@@ -71,6 +71,7 @@ from torch import Tensor, nn
 from vtrbench.backbones import Backbones
 from vtrbench.losses import InfoNCE, gather_features, symmetric_cross_entropy
 from vtrbench.methods import Batch, Features, PairMethod, pair_blocks
+from vtrbench.multivector import MultiVectors
 from vtrbench.options import Count, NonNegative, Positive
 
 STD_EPS = 1e-6  # floor of a channel's std in CDCR's standardisation
@@ -218,6 +219,10 @@ class LateInteraction(PairMethod):
             )
             out[rows, cols] = scale * sims
         return out
+
+    def multi_vectors(self, queries: Features, gallery: Features) -> MultiVectors:
+        """Token and frame vectors for the candidate search at scale: the caption side of WTI (tokens, weights)."""
+        return MultiVectors(queries["tokens"], queries["weights"], gallery["frames"])
 
     # -- training -------------------------------------------------------------------------------------------------
 

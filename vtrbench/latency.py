@@ -9,7 +9,9 @@ For one trained method on the test split, through the method interface only, mea
   an embedding method through FAISS (exact ``IndexFlatIP`` over ``gallery_vectors``) and through torch
   (``backend`` faiss / torch; they must agree on the top 10, ``top10_agreement``); a pair method scores every
   video (``backend`` pair) up to ``time_cap_s`` per call, larger galleries are **extrapolated** linearly from the
-  largest measured one; a re-ranker (``backend`` rerank) = FAISS top k of its first stage + its pair method on
+  largest measured one; a multi-vector pair method (``PairMethod.multi_vectors``) also through its candidate stage
+  (``backend`` multivector: per-frame FAISS index, each token's nearest frames, exact scoring of the top ``k``,
+  ``vtrbench.multivector``); a re-ranker (``backend`` rerank) = FAISS top k of its first stage + its pair method on
   those k, one row set per depth ``k`` of its options;
 * ``memory`` - bytes stored per gallery video (float32), ``seconds`` empty.
 
@@ -41,6 +43,7 @@ from vtrbench.data.records import SplitData, load_split
 from vtrbench.device import autocast, start, uses_bf16
 from vtrbench.encoding import Encoded, encode_stage
 from vtrbench.methods import EmbeddingMethod, Features, PairMethod, gallery_floats_per_video
+from vtrbench.multivector import FrameIndex, candidate_search
 from vtrbench.registry import kind_of
 from vtrbench.rerank import options_of
 from vtrbench.runs import load_trained
@@ -50,8 +53,8 @@ COLUMNS = [
     "method",  # reported method name
     "seed",
     "stage",  # gallery_encode | query_encode | search | memory
-    "backend",  # model | faiss | torch | pair | rerank
-    "k",  # re-ranking depth (rerank rows; 0 otherwise)
+    "backend",  # model | faiss | torch | pair | multivector | rerank
+    "k",  # re-ranking depth (rerank rows) or videos scored exactly after the candidate stage (multivector rows)
     "gallery_size",  # videos searched (search rows; 0 otherwise)
     "batch_size",  # queries or videos per call
     "repeat",  # index of the timed call
@@ -66,7 +69,8 @@ COLUMNS = [
     "measured",  # True: timed; False: extrapolated
     "extrapolated",
     "synthetic_gallery",  # gallery enlarged beyond the real test split (see module docstring)
-    "top10_agreement",  # search rows of embedding methods: fraction of queries where FAISS and torch top-10 agree
+    "top10_agreement",  # embedding search rows: FAISS and torch top-10 agree; multivector rows: the candidate
+    # path's top 10 equals exact search's (fraction of test captions)
 ]
 TOP = 10
 CHUNK = 1 << 20  # sampled gallery vectors drawn per step
@@ -237,6 +241,36 @@ def _pair_rows(rec: Recorder, stage: Encoded, s: Settings, gflops: float) -> Non
             rec.add([predicted], batch_size=1, items=1, measured=False, extrapolated=True, **common)
 
 
+def _multivector_rows(rec: Recorder, stage: Encoded, s: Settings, ks: list[int], depth: int) -> None:
+    """A multi-vector method through its candidate stage (``vtrbench.multivector``): one FAISS index over every frame
+    vector of each gallery size, each caption token's ``depth`` nearest frames, exact scoring of the top k videos.
+    ``top10_agreement``: the share of test captions whose top 10 this way equals exact search's (real gallery)."""
+    method = stage.method
+    assert isinstance(method, PairMethod)
+    view = method.multi_vectors(stage.queries, stage.gallery)
+    assert view is not None
+    n_real = view.frames.shape[0]
+    exact = method.score(stage.queries, stage.gallery).topk(min(TOP, n_real), dim=1).indices.cpu().numpy()
+    one = {key: v[:1] for key, v in stage.queries.items()}
+    tokens, weights = view.tokens[:1].float().cpu().numpy(), view.weights[:1].float().cpu().numpy()
+    for k in ks:
+        cand, scores = candidate_search(method.score_candidates, stage.queries, stage.gallery, view, depth, k)
+        top = torch.gather(cand, 1, scores.topk(min(TOP, cand.shape[1]), dim=1).indices).cpu().numpy()
+        agreement = float(np.mean([set(a) == set(b) for a, b in zip(top, exact, strict=True)]))
+        for size in s.sizes:
+            idx = torch.arange(size, device=s.device) % n_real
+            index = FrameIndex(view.frames[idx].float().cpu().numpy())
+            g = {key: v[idx] for key, v in stage.gallery.items()}
+
+            def call(index: FrameIndex = index, g: Features = g, k: int = k) -> None:
+                candidates = torch.from_numpy(index.candidates(tokens, weights, depth, k)).to(s.device)
+                method.score_candidates(one, g, candidates)
+
+            common = {"stage": "search", "backend": "multivector", "k": k, "gallery_size": size}
+            common |= {"synthetic_gallery": size > n_real, "top10_agreement": agreement}
+            rec.add(time_calls(call, s.warmup, s.repeats, s.device), batch_size=1, items=1, **common)
+
+
 def _rerank_rows(rec: Recorder, first: Encoded, second: Encoded, ks: list[int], s: Settings, gflops: float) -> None:
     """FAISS top k of the first stage over each gallery size, then the pair method on those k (real features)."""
     assert isinstance(first.method, EmbeddingMethod) and isinstance(second.method, PairMethod)
@@ -310,6 +344,10 @@ def benchmark(
         _embedding_rows(rec, loaded[0], settings)
     else:
         _pair_rows(rec, loaded[0], settings, matmul_gflops(device))
+        if loaded[0].method.multi_vectors(loaded[0].queries, loaded[0].gallery) is not None:
+            _multivector_rows(
+                rec, loaded[0], settings, [int(k) for k in lcfg["multivector_k"]], lcfg["multivector_depth"]
+            )
     frame = rec.frame()
     resultfiles.write_csv(frame, out)
     return frame

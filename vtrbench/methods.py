@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -29,6 +29,9 @@ from vtrbench.backbones import Backbones
 from vtrbench.options import Count, parse_options
 from vtrbench.registry import DEFAULT_DESIGN, check_design, import_class, target
 from vtrbench.registry import DESIGNS as DESIGNS  # re-exported: the design classes and what each means
+
+if TYPE_CHECKING:
+    from vtrbench.multivector import MultiVectors
 
 Batch = dict[str, Tensor]
 Features = dict[str, Tensor]
@@ -185,6 +188,11 @@ class PairMethod(RetrievalMethod):
         """The joint model's own part of :meth:`score_candidates` (without a term it adds from a warm-start
         embedding, e.g. a residual dual-encoder cosine): what the model-based part itself knows. [n_text, k]."""
         return self.score_candidates(queries, gallery, candidates)
+
+    def multi_vectors(self, queries: Features, gallery: Features) -> MultiVectors | None:
+        """A multi-vector (late-interaction) method's caption-token and frame vectors, for the candidate search
+        such galleries use at scale (``vtrbench.multivector``, timed by the latency step); None: not one."""
+        return None
 
     def shortlist(self, queries: Features, gallery: Features) -> tuple[Tensor, int] | None:
         """Cheap scores of every video [n_text, n_video] from an embedding the method carries (e.g. its warm-start

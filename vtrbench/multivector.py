@@ -1,0 +1,85 @@
+"""Candidate search over a multi-vector gallery: every frame vector in one FAISS index, then exact scoring of k videos.
+
+A late-interaction method (DRL's weighted token-wise interaction, ColBERT's MaxSim) stores several vectors per video
+and scores a caption against a video by matching each caption token to its best frame. Exact search scores every
+video of the gallery, so its cost grows with the gallery like a cross-encoder's (only cheaper per pair). The path such
+methods use at scale (ColBERT v2 / PLAID's candidate generation) is two stages:
+
+1. every frame vector of the gallery goes into one index (here exact inner product, ``faiss.IndexFlatIP``; any FAISS
+   index fits the same call); each caption token retrieves its ``depth`` nearest frames;
+2. the videos those frames belong to are ranked by the token-wise approximation the hits allow (per token, the best
+   retrieved frame of the video, 0 where none was retrieved; summed with the method's token weights), and the top
+   ``k`` are scored exactly by the method (``PairMethod.score_candidates``).
+
+When ``depth`` covers every frame and ``k`` every video, stage 2 scores the whole gallery: the result is exact search
+(``tests/test_multivector.py``). A method exposes its vectors through ``PairMethod.multi_vectors``; the latency step
+times both paths (``backend`` ``pair``: exact over every video; ``multivector``: this one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+import torch
+from torch import Tensor
+
+
+@dataclass
+class MultiVectors:
+    """A multi-vector method's search view: unit caption-token vectors with their weights, and unit frame vectors
+    per video (what the index stores)."""
+
+    tokens: Tensor  # [n_text, L, D]
+    weights: Tensor  # [n_text, L], 0 on padding
+    frames: Tensor  # [n_video, M, D]
+
+
+class FrameIndex:
+    """Every frame vector of a gallery in one exact inner-product index, with the video each row belongs to."""
+
+    def __init__(self, frames: np.ndarray):
+        n_video, per_video, dim = frames.shape
+        self.n_video, self.per_video = n_video, per_video
+        self.index = faiss.IndexFlatIP(dim)
+        self.index.add(np.ascontiguousarray(frames.reshape(-1, dim), dtype=np.float32))
+
+    def candidates(self, tokens: np.ndarray, weights: np.ndarray, depth: int, k: int) -> np.ndarray:
+        """The top ``k`` videos of each caption by the token-wise approximation from each token's ``depth`` nearest
+        frames: [n_text, k] video indices (fewer hits than k: padded with the caption's best candidate)."""
+        n_text, length, dim = tokens.shape
+        depth = min(depth, self.n_video * self.per_video)
+        sims, rows = self.index.search(np.ascontiguousarray(tokens.reshape(-1, dim), dtype=np.float32), depth)
+        videos = (rows // self.per_video).reshape(n_text, length, depth)
+        sims = sims.reshape(n_text, length, depth)
+        out = np.empty((n_text, min(k, self.n_video)), dtype=np.int64)
+        for q in range(n_text):
+            found, where = np.unique(videos[q], return_inverse=True)  # the videos any token reached
+            best = np.zeros((length, len(found)), dtype=np.float32)  # per token, its best retrieved frame per video
+            token_of = np.repeat(np.arange(length), depth)
+            np.maximum.at(best, (token_of, where.reshape(-1)), sims[q].reshape(-1))
+            approx = weights[q] @ best  # [len(found)]
+            order = found[np.argsort(-approx, kind="stable")][: out.shape[1]]
+            out[q] = np.pad(order, (0, out.shape[1] - len(order)), mode="edge")
+        return out
+
+
+ScoreCandidates = Callable[[dict[str, Tensor], dict[str, Tensor], Tensor], Tensor]
+
+
+def candidate_search(
+    score: ScoreCandidates,
+    queries: dict[str, Tensor],
+    gallery: dict[str, Tensor],
+    view: MultiVectors,
+    depth: int,
+    k: int,
+) -> tuple[Tensor, Tensor]:
+    """Stage 1 then stage 2 for every caption (``score``: the method's ``score_candidates``): the candidates
+    [n_text, k] and their exact scores [n_text, k]."""
+    index = FrameIndex(view.frames.float().cpu().numpy())
+    cand = index.candidates(view.tokens.float().cpu().numpy(), view.weights.float().cpu().numpy(), depth, k)
+    candidates = torch.from_numpy(cand).to(view.frames.device)
+    return candidates, score(queries, gallery, candidates)
