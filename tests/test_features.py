@@ -150,9 +150,12 @@ def test_the_throughput_stage_times_the_step_a_frozen_run_trains(smoke_data, smo
         seen["frame"] = {id(p) for p in method.backbones.frame.parameters()}
         seen["text"] = {id(p) for p in method.backbones.text.parameters()}
         loss = method.loss
-        method.loss = lambda batch: (
-            seen.setdefault("inputs", (batch["frames"].ndim, batch["input_ids"].dtype)) and loss(batch)
-        )
+
+        def recording_loss(batch):
+            seen.setdefault("inputs", (batch["frames"].ndim, batch["input_ids"].dtype))
+            return loss(batch)
+
+        method.loss = recording_loss
         return optimizer
 
     monkeypatch.setattr(throughput, "make_optimizer", recording_optimizer)

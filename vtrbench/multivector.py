@@ -55,10 +55,10 @@ class FrameIndex:
         videos = (rows // self.per_video).reshape(n_text, length, depth)
         sims = sims.reshape(n_text, length, depth)
         out = np.empty((n_text, min(k, self.n_video)), dtype=np.int64)
+        token_of = np.repeat(np.arange(length), depth)  # the token of each retrieved (token, frame) hit
         for q in range(n_text):
             found, where = np.unique(videos[q], return_inverse=True)  # the videos any token reached
             best = np.zeros((length, len(found)), dtype=np.float32)  # per token, its best retrieved frame per video
-            token_of = np.repeat(np.arange(length), depth)
             np.maximum.at(best, (token_of, where.reshape(-1)), sims[q].reshape(-1))
             approx = weights[q] @ best  # [len(found)]
             order = found[np.argsort(-approx, kind="stable")][: out.shape[1]]
