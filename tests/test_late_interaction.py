@@ -207,3 +207,20 @@ def test_options_refuse_bad_values_in_one_line(options, words):
     with pytest.raises(ValueError) as err:
         build_method(backbones, {"class": CLASS, "dim": DIM, **options})
     assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_queries_encoded_in_batches_of_other_widths_score_as_one_batch():
+    """The evaluator encodes captions in batches trimmed to their longest caption, so per-token features arrive
+    with different widths; stacked (zero-padded) they must score exactly as one batch does."""
+    from vtrbench.data.batches import Tokens
+    from vtrbench.encoding import encode_queries
+
+    method = _method().eval()
+    batch = method_batch(B, M, L, seed=1, padded={0: 4, 1: 5, 2: L, 3: 3})  # batches [0, 1] and [2, 3]: 5 vs 12
+    tokens = Tokens(batch["input_ids"], batch["attention_mask"])
+    with torch.no_grad():
+        gallery = method.encode_videos(batch["frames"])
+        whole = method.encode_texts(batch["input_ids"], batch["attention_mask"])
+    pieces = encode_queries(method, tokens, batch_size=2, device=torch.device("cpu"))
+    assert pieces["tokens"].shape == (B, L, DIM)
+    torch.testing.assert_close(method.score(pieces, gallery), method.score(whole, gallery))

@@ -32,7 +32,17 @@ class Encoded:
 
 
 def _concat(parts: list[Features]) -> Features:
-    return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
+    """Batches stacked along dim 0. Per-token features ([B, L, ...], with the batch trimmed to its longest caption)
+    differ in L between batches: they are zero-padded to the widest, so a method marks padding with 0 in its mask
+    (and weights), as the towers' attention masks do."""
+    return {key: torch.cat(_pad_widths([p[key] for p in parts])) for key in parts[0]}
+
+
+def _pad_widths(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    if tensors[0].ndim < 2 or len({t.shape[1] for t in tensors}) == 1:
+        return tensors
+    width = max(t.shape[1] for t in tensors)
+    return [torch.nn.functional.pad(t, (0, 0) * (t.ndim - 2) + (0, width - t.shape[1])) for t in tensors]
 
 
 @torch.no_grad()
