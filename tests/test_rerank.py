@@ -138,3 +138,35 @@ def test_generic_two_stage_with_a_toy_pair_method():
 
 def _order_within(scores: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
     return torch.argsort(scores.gather(1, cand), dim=1, descending=True, stable=True)
+
+
+class CountingPair(ToyPair):
+    """ToyPair that counts its scoring passes."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def score_candidates(self, queries, gallery, candidates):
+        self.calls += 1
+        return super().score_candidates(queries, gallery, candidates)
+
+
+class CountingPairWithInteraction(CountingPair):
+    """A pair method whose interaction score is its own (here: minus its score)."""
+
+    def interaction_scores(self, queries, gallery, candidates):
+        return -self.score_candidates(queries, gallery, candidates)
+
+
+@pytest.mark.parametrize("own_interaction", [False, True])
+def test_pairs_are_scored_once_unless_the_method_has_its_own_interaction_score(own_interaction):
+    n = 4
+    vectors = torch.eye(n)
+    features = {"v": vectors, "id": torch.arange(n)}
+    tokens = Tokens(torch.zeros(n, 1, dtype=torch.long), torch.ones(n, 1, dtype=torch.long))
+    pair = CountingPairWithInteraction() if own_interaction else CountingPair()
+    scores = split_scores(Encoded(ToyFirst(), tokens, features, features), Encoded(pair, tokens, features, features),
+                          _split(n), kmax=2)  # fmt: skip
+    assert pair.calls == (2 if own_interaction else 1)
+    assert torch.equal(scores.interaction, -scores.pair if own_interaction else scores.pair)

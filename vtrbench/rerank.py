@@ -92,7 +92,10 @@ def split_scores(first: Encoded, second: Encoded, split: SplitData, kmax: int) -
     scores = first_method.score(first.queries, first.gallery).float()  # [n_text, n_video]
     cand = top_candidates(scores, kmax)  # [n_text, kmax]
     pair_scores = pair.score_candidates(second.queries, second.gallery, cand).float()
-    interaction = pair.interaction_scores(second.queries, second.gallery, cand).float()
+    if type(pair).interaction_scores is PairMethod.interaction_scores:  # the default: the same scores, not rescored
+        interaction = pair_scores
+    else:
+        interaction = pair.interaction_scores(second.queries, second.gallery, cand).float()
     return SplitScores(split, scores, cand, pair_scores, interaction, float(first_method.logit_scale()))
 
 
