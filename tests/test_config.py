@@ -27,9 +27,13 @@ def test_every_shipped_config_validates_and_gets_defaults():
     shipped = sorted(p for p in (REPO / "config").glob("*.yaml") if p.name != "schema.yaml")
     assert len(shipped) >= 6
     for path in shipped:
-        name = yaml.safe_load(path.read_text()).get("dataset", {}).get("name", "synthetic")
-        overrides = {} if name == "synthetic" else {"dataset": {"data_root": "/data"}}
-        cfg = config.load(path, overrides)
+        content = yaml.safe_load(path.read_text())
+        if "run_name" not in content:  # an overlay: checked merged onto the default it is given after
+            cfg = config.load(REPO / "config" / "config.yaml", content)
+        else:
+            name = content.get("dataset", {}).get("name", "synthetic")
+            overrides = {} if name == "synthetic" else {"dataset": {"data_root": "/data"}}
+            cfg = config.load(path, overrides)
         assert cfg["train"]["on_nonfinite"] in ("stop", "skip")  # present although no config sets it: a default
 
 
@@ -62,6 +66,8 @@ def test_every_shipped_config_validates_and_gets_defaults():
         ({"methods": {"my method": {"class": "cret"}}}, r"methods: the name 'my method' cannot be"),
         ({"methods": {"r": {"class": "rerank", "first": "dual_seq"}}}, r"methods\.r: 'second' is a required property"),
         ({"latency": {"gallery_sizes": [8, 10**12]}}, r"latency\.gallery_sizes: a gallery of 1,000,000,000,000 videos"),
+        ({"plateau": {"methods": ["cret", "rerank"]}}, r"plateau\.methods: 'rerank' is not a trained method"),
+        ({"plateau": {"methods": ["crett"]}}, r"plateau\.methods: 'crett' is not a trained method"),
     ],
 )
 def test_bad_values_name_the_key(smoke_config, override, message):

@@ -59,6 +59,13 @@ def test_budget_test_runs_are_their_own_units(smoke_plan):
     assert long == f"{smoke_plan.run_dir('dual_mean', 0, smoke_plan.long['dual_mean'])}/val"
 
 
+def test_the_budget_test_covers_the_listed_methods_only(smoke_config):
+    smoke_config["plateau"]["methods"] = ["cret", "cross_encoder"]
+    p = plan.Plan(smoke_config)
+    assert [m for m, _, _ in p.budget_tests()] == ["cret", "cross_encoder"]
+    assert set(p.long) == {"cret", "cross_encoder"}
+
+
 def test_files_and_tables_follow_the_enabled_sections(smoke_config):
     smoke_config["plateau"]["enabled"], smoke_config["throughput"]["enabled"] = True, False
     p = plan.Plan(smoke_config)

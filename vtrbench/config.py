@@ -148,6 +148,7 @@ def _check_consistency(config: dict[str, Any], given: set[str]) -> None:
     if {"train", "model"} <= given and config["train"]["freeze_towers"] != "none":  # a unit that builds towers
         _check_frozen_towers(config)
     _check_links(config["methods"])
+    _check_budget_tested(config)
     seeds = config.get("seeds", [])
     if len(set(seeds)) != len(seeds):
         repeated = sorted({s for s in seeds if seeds.count(s) > 1})
@@ -160,6 +161,16 @@ def _check_consistency(config: dict[str, Any], given: set[str]) -> None:
             raise ConfigError(
                 f"config error at {section}.frames: cannot sample {config[section]['frames']} frames from the "
                 f"dataset.frames={stored} stored per video"
+            )
+
+
+def _check_budget_tested(config: dict[str, Any]) -> None:
+    methods = config["methods"]
+    for name in (config.get("plateau") or {}).get("methods") or []:
+        if name not in methods or methods[name].get("class") == "rerank":
+            raise ConfigError(
+                f"config error at plateau.methods: {name!r} is not a trained method of this config "
+                f"(methods: {', '.join(methods)}); list trained methods only"
             )
 
 

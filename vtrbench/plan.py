@@ -184,7 +184,9 @@ class Plan:
         sweep = config["sweep"]
         self.sweep_configs = dict(sweep_points(config)) if sweep["method"] in config["methods"] else {}
         self.runs.update({name: run_unit(cfg, name) for name, cfg in self.sweep_configs.items()})
-        self.long = {m: run_unit(longer(config, config["plateau"]["factor"]), m) for m in self.trained}
+        tested = config["plateau"].get("methods") or self.trained
+        self.budget_tested = [m for m in self.trained if m in tested]
+        self.long = {m: run_unit(longer(config, config["plateau"]["factor"]), m) for m in self.budget_tested}
         self.run_data = {name: dataset_unit(run.config) for name, run in self.runs.items()}  # a sweep point: its own
         self.run_tokens = {name: tokens_unit(run.config) for name, run in self.runs.items()}
         self.run_features = {
@@ -303,7 +305,7 @@ class Plan:
         seeds = self.config["plateau"]["seeds"]
         return [
             (m, f"{self.run_dir(m, s)}/val", f"{self.run_dir(m, s, self.long[m])}/val")
-            for m in self.trained
+            for m in self.budget_tested
             for s in seeds
         ]
 
