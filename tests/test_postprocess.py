@@ -80,14 +80,26 @@ def test_bad_settings_are_refused():
         Postprocess("dsl", 0.0)
 
 
+OPT_IN = "dsl.yaml"
+
+
+def test_the_opt_in_overlay_turns_on_dsl_and_nothing_else():
+    content = yaml.safe_load((REPO / "config" / OPT_IN).read_text())
+    assert content == {"eval": {"postprocess": "dsl"}}
+
+
 def test_no_shipped_config_turns_it_on():
-    """Every config/*.yaml resolves to ``none``, and none fills the key in (so their run folders keep their
-    fingerprints: ``eval`` is part of a run's config)."""
-    shipped = sorted(p for p in (REPO / "config").glob("*.yaml") if p.name != "schema.yaml")
+    """Every config/*.yaml resolves to ``none`` and none fills the key in, but the overlay that is the opt-in itself
+    (config/dsl.yaml); overlays are read merged onto the default, as they are run."""
+    shipped = sorted(p for p in (REPO / "config").glob("*.yaml") if p.name not in ("schema.yaml", OPT_IN))
     assert len(shipped) >= 6
     for path in shipped:
-        name = yaml.safe_load(path.read_text()).get("dataset", {}).get("name", "synthetic")
-        cfg = config_lib.load(path, {} if name == "synthetic" else {"dataset": {"data_root": "/data"}})
+        content = yaml.safe_load(path.read_text())
+        if "run_name" not in content:  # an overlay
+            cfg = config_lib.load(REPO / "config" / "config.yaml", content)
+        else:
+            name = content.get("dataset", {}).get("name", "synthetic")
+            cfg = config_lib.load(path, {} if name == "synthetic" else {"dataset": {"data_root": "/data"}})
         assert settings(cfg).type == "none", path.name
         assert not settings(cfg).enabled and "postprocess" not in cfg["eval"], path.name
 
@@ -204,6 +216,9 @@ def test_the_plan_lists_the_variant_only_when_on_and_never_for_a_re_ranker(smoke
     assert on.postprocess_tag() == "inverted_softmax"
     assert [m for m, _ in on.postprocess_runs()] == ["dual_mean", "cret", "dual_seq", "cross_encoder", "toy"]
     assert f"{on.root}/tables/postprocess.csv" in on.report_tables()
+    # the variant re-runs the test evaluations only: every run keeps its folder, the evaluate rules get it by --set
+    assert all(on.runs[m].fp == plan.runs[m].fp for m in plan.methods)
+    assert on.postprocess_args() == "--set eval.postprocess=inverted_softmax" and plan.postprocess_args() == ""
 
 
 def _summary(folder, *configs: str) -> pd.DataFrame:

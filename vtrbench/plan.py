@@ -29,6 +29,9 @@ from vtrbench.sweep import format_pair, sweep_pairs, sweep_points
 
 RUN_SECTIONS = ("dataset", "model", "train", "eval")  # what a trained run depends on, besides its methods
 UNTRACKED_TRAIN_KEYS = ("workers",)  # do not change any number a run produces (batches are pure functions of step)
+# The opt-in test-time variant (vtrbench/postprocess.py) adds tagged files beside the plain ones and changes nothing
+# else, so turning it on re-runs the test evaluations only (the evaluate rules pass it: Plan.postprocess_args)
+UNTRACKED_EVAL_KEYS = ("postprocess", "postprocess_temperature")
 
 
 def fingerprint(payload: dict[str, Any]) -> str:
@@ -115,6 +118,8 @@ def run_config(config: dict[str, Any], name: str) -> dict[str, Any]:
     out = {key: copy.deepcopy(config[key]) for key in RUN_SECTIONS if key in config}
     if "train" in out:
         out["train"] = {k: v for k, v in out["train"].items() if k not in UNTRACKED_TRAIN_KEYS}
+    if "eval" in out:
+        out["eval"] = {k: v for k, v in out["eval"].items() if k not in UNTRACKED_EVAL_KEYS}
     out["methods"] = {m: copy.deepcopy(config["methods"][m]) for m in stages(config["methods"], name)}
     if config.get("budget_factor", 1) != 1:
         out["budget_factor"] = config["budget_factor"]
@@ -293,6 +298,13 @@ class Plan:
         """The test-time post-processing variant's tag (``eval.postprocess``, vtrbench/postprocess.py); None: off."""
         tag = self.config.get("eval", {}).get("postprocess", "none")
         return None if tag == "none" else tag
+
+    def postprocess_args(self) -> str:
+        """The evaluate rules' ``--set`` options of the variant (not in a run's config.json: UNTRACKED_EVAL_KEYS)."""
+        if self.postprocess_tag() is None:
+            return ""
+        chosen = {k: v for k, v in self.config["eval"].items() if k in UNTRACKED_EVAL_KEYS}
+        return " ".join(f"--set eval.{k}={v}" for k, v in sorted(chosen.items()))
 
     def postprocess_runs(self) -> list[tuple[str, str]]:
         """(method, run folder) of every test run the variant adds its tagged files to: trained and external

@@ -13,6 +13,7 @@ rule evaluate:
         data=input_dir("manifest"),
         tokens=input_dir("tokens"),
         out=output_dir("metrics"),
+        postprocess=PLAN.postprocess_args(),
     wildcard_constraints:
         name="|".join(TRAINED + SWEEP_POINTS) or "^$",
     threads: 1
@@ -28,7 +29,8 @@ rule evaluate:
         "../envs/vtrbench.yaml"
     shell:
         "python -m vtrbench.cli evaluate --config {input.cfg} --method {wildcards.name} --seed {wildcards.seed} "
-        "--data {params.data} --tokens {params.tokens} --model {input.model} --out {params.out} > {log} 2>&1"
+        "--data {params.data} --tokens {params.tokens} --model {input.model} --out {params.out} "
+        "{params.postprocess} > {log} 2>&1"
 
 
 # The val split as model selection saw it (the budget test of vtrbench/report/convergence.py reads it).
@@ -115,6 +117,7 @@ rule evaluate_external:
     params:
         data=input_dir("manifest"),
         out=output_dir("metrics"),
+        postprocess=PLAN.postprocess_args(),
     wildcard_constraints:
         name="|".join(EXTERNAL) or "^$",
     log:
@@ -125,7 +128,8 @@ rule evaluate_external:
         "../envs/vtrbench.yaml"
     shell:
         "python -m vtrbench.cli evaluate-scores --config {input.cfg} --method {wildcards.name} "
-        "--seed {wildcards.seed} --data {params.data} --scores {input.scores} --out {params.out} > {log} 2>&1"
+        "--seed {wildcards.seed} --data {params.data} --scores {input.scores} --out {params.out} "
+        "{params.postprocess} > {log} 2>&1"
 
 
 for _name in EXTERNAL:
