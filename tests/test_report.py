@@ -353,6 +353,10 @@ def test_findings_say_what_the_model_based_side_buys_with_the_paired_interval():
     )
     assert "What the joint model alone knows (rerank" in text and "colour_swap 88.0" in text
     assert "cross alone scores every (query, video) pair: 250x dual's query latency" in text
+    assert "(R@1 30.0 ± 2.0 on every caption)" in text  # no query_subset column: every caption was scored
+    subset = _embedding_rerank_cross_summary(query_subset_mean=[None, None, 100.0])
+    fast = " ".join(findings(subset, {**latency, "cross": 2.5}, [], COMPARED))
+    assert "pair: 2.5x dual's query latency at the test gallery (R@1 30.0 ± 2.0 on 100 captions)" in fast
 
 
 def test_findings_call_an_interval_that_holds_zero_unresolved_in_either_orientation():
