@@ -13,6 +13,20 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 REPO = Path(__file__).resolve().parent.parent
 
 
+def load_shipped_config(path: Path) -> dict:
+    """A config/*.yaml as it is run: an overlay (no run_name) merged onto config/config.yaml, which it is given after;
+    a real dataset's config with a placeholder data_root."""
+    import yaml
+
+    from vtrbench import config
+
+    content = yaml.safe_load(path.read_text())
+    if "run_name" not in content:
+        return config.load(REPO / "config" / "config.yaml", content)
+    name = content.get("dataset", {}).get("name", "synthetic")
+    return config.load(path, {} if name == "synthetic" else {"dataset": {"data_root": "/data"}})
+
+
 @pytest.fixture
 def smoke_config() -> dict:
     from vtrbench import config

@@ -7,7 +7,7 @@ import copy
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import REPO, load_shipped_config
 from vtrbench import config
 
 
@@ -27,13 +27,7 @@ def test_every_shipped_config_validates_and_gets_defaults():
     shipped = sorted(p for p in (REPO / "config").glob("*.yaml") if p.name != "schema.yaml")
     assert len(shipped) >= 6
     for path in shipped:
-        content = yaml.safe_load(path.read_text())
-        if "run_name" not in content:  # an overlay: checked merged onto the default it is given after
-            cfg = config.load(REPO / "config" / "config.yaml", content)
-        else:
-            name = content.get("dataset", {}).get("name", "synthetic")
-            overrides = {} if name == "synthetic" else {"dataset": {"data_root": "/data"}}
-            cfg = config.load(path, overrides)
+        cfg = load_shipped_config(path)
         assert cfg["train"]["on_nonfinite"] in ("stop", "skip")  # present although no config sets it: a default
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import REPO, copy_workflow, snakemake_env
+from tests.conftest import REPO, copy_workflow, load_shipped_config, snakemake_env
 from vtrbench import config as config_lib
 from vtrbench.evaluate import evaluate_scores
 from vtrbench.metrics import t2v_ranks
@@ -94,12 +94,7 @@ def test_no_shipped_config_turns_it_on():
     shipped = sorted(p for p in (REPO / "config").glob("*.yaml") if p.name not in ("schema.yaml", OPT_IN))
     assert len(shipped) >= 6
     for path in shipped:
-        content = yaml.safe_load(path.read_text())
-        if "run_name" not in content:  # an overlay
-            cfg = config_lib.load(REPO / "config" / "config.yaml", content)
-        else:
-            name = content.get("dataset", {}).get("name", "synthetic")
-            cfg = config_lib.load(path, {} if name == "synthetic" else {"dataset": {"data_root": "/data"}})
+        cfg = load_shipped_config(path)
         assert settings(cfg).type == "none", path.name
         assert not settings(cfg).enabled and "postprocess" not in cfg["eval"], path.name
 
