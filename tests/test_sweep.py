@@ -217,7 +217,11 @@ def test_sweep_finding_says_whether_the_papers_shape_holds(compared_runs):
     unresolved = table.assign(ci_low=-2.0, ci_high=3.0, diff=0.5, seeds=2)
     sentence = findings.sweep_finding(unresolved)
     assert "no difference resolved between gees@2 and nce@4 with 2 seeds (+0.5 [-2.0, +3.0])" in sentence
-    assert "consistent with the paper's shape" in sentence
+    assert "consistent with the paper's shape (gees@2 much cheaper per step" in sentence
+    barely_cheaper = unresolved.assign(step_ratio=0.87)  # the default's frozen frame tower: M hardly costs
+    assert "the cost half of the paper's shape does not hold here: gees@2's step is not about a third of nce@4's" in (
+        findings.sweep_finding(barely_cheaper)
+    )
     worse = table.assign(diff=-5.0, ci_low=-8.0, ci_high=-1.0)
     assert "does not hold here: nce@4 is more accurate" in findings.sweep_finding(worse)
     slower = table.assign(step_ratio=1.2)
