@@ -38,13 +38,14 @@ B, M, L = 4, 4, 12
 def shipped_methods() -> dict[str, tuple[dict, dict]]:
     """``{config:method: (entry, the config's method table)}`` for every trainable method of every shipped config."""
     out = {}
+    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["methods"]
     for path in sorted((REPO / "config").glob("*.yaml")):
         if path.name == "schema.yaml":
             continue
-        methods = yaml.safe_load(path.read_text()).get("methods")
-        if methods is None:  # an overlay (config/plateau.yaml): its methods are those of the config it follows
-            continue
-        for name, entry in methods.items():
+        content = yaml.safe_load(path.read_text())
+        own = content.get("methods") or {}  # an overlay (no run_name) may add methods, on top of the default's
+        methods = own if "run_name" in content else {**default, **own}
+        for name, entry in own.items():
             if resolve(entry["class"]).kind in ("embedding", "pair"):
                 out[f"{path.stem}:{name}"] = (entry, methods)
     return out
