@@ -71,7 +71,8 @@ def test_the_latency_step_times_the_candidate_path_at_every_gallery_size():
         stage = Encoded(method, None, queries, gallery)
         settings = latency.Settings(0, 2, 1, 4, 1.0, [12, 48], torch.device("cpu"), 0)
         rec = latency.Recorder("late_interaction", 0, 1, torch.device("cpu"))
-        latency._multivector_rows(rec, stage, settings, ks=[12, 3], depth=48)
+        view = method.multi_vectors(queries, gallery)
+        latency._multivector_rows(rec, stage, view, settings, ks=[12, 3], depth=48)
     frame = rec.frame()
     assert list(frame.columns) == latency.COLUMNS and (frame.backend == "multivector").all()
     assert sorted({(k, n) for k, n in zip(frame.k, frame.gallery_size, strict=True)}) == [

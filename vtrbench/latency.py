@@ -43,7 +43,7 @@ from vtrbench.data.records import SplitData, load_split
 from vtrbench.device import autocast, start, uses_bf16
 from vtrbench.encoding import Encoded, encode_stage
 from vtrbench.methods import EmbeddingMethod, Features, PairMethod, gallery_floats_per_video
-from vtrbench.multivector import FrameIndex, candidate_search
+from vtrbench.multivector import FrameIndex, MultiVectors, candidate_search
 from vtrbench.registry import kind_of
 from vtrbench.rerank import options_of
 from vtrbench.runs import load_trained
@@ -241,14 +241,14 @@ def _pair_rows(rec: Recorder, stage: Encoded, s: Settings, gflops: float) -> Non
             rec.add([predicted], batch_size=1, items=1, measured=False, extrapolated=True, **common)
 
 
-def _multivector_rows(rec: Recorder, stage: Encoded, s: Settings, ks: list[int], depth: int) -> None:
+def _multivector_rows(
+    rec: Recorder, stage: Encoded, view: MultiVectors, s: Settings, ks: list[int], depth: int
+) -> None:
     """A multi-vector method through its candidate stage (``vtrbench.multivector``): one FAISS index over every frame
     vector of each gallery size, each caption token's ``depth`` nearest frames, exact scoring of the top k videos.
     ``top10_agreement``: the share of test captions whose top 10 this way equals exact search's (real gallery)."""
     method = stage.method
     assert isinstance(method, PairMethod)
-    view = method.multi_vectors(stage.queries, stage.gallery)
-    assert view is not None
     n_real = view.frames.shape[0]
     exact = method.score(stage.queries, stage.gallery).topk(min(TOP, n_real), dim=1).indices.cpu().numpy()
     one = {key: v[:1] for key, v in stage.queries.items()}
@@ -344,10 +344,9 @@ def benchmark(
         _embedding_rows(rec, loaded[0], settings)
     else:
         _pair_rows(rec, loaded[0], settings, matmul_gflops(device))
-        if loaded[0].method.multi_vectors(loaded[0].queries, loaded[0].gallery) is not None:
-            _multivector_rows(
-                rec, loaded[0], settings, [int(k) for k in lcfg["multivector_k"]], lcfg["multivector_depth"]
-            )
+        if (view := loaded[0].method.multi_vectors(loaded[0].queries, loaded[0].gallery)) is not None:
+            ks = [int(k) for k in lcfg["multivector_k"]]
+            _multivector_rows(rec, loaded[0], view, settings, ks, lcfg["multivector_depth"])
     frame = rec.frame()
     resultfiles.write_csv(frame, out)
     return frame

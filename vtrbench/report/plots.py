@@ -21,22 +21,16 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from vtrbench.registry import DEFAULT_DESIGN, DESIGNS
+
 # seaborn 0.13.2 under matplotlib 3.11 raises deprecation warnings in some plots (its boxplot, for one)
 warnings.filterwarnings("ignore", category=DeprecationWarning, module="seaborn")
 warnings.filterwarnings("ignore", category=matplotlib.MatplotlibDeprecationWarning)
 
 sns.set_theme(context="notebook", style="whitegrid")
 LOSS_COLOURS = {"gees": "#0072B2", "nce": "#D55E00"}
-# one marker per design class (vtrbench.registry.DESIGNS), the same in every figure that shows it
-DESIGN_MARKERS = {
-    "single vector": "o",
-    "centres": "D",
-    "multi-vector": "s",
-    "query-conditioned": "^",
-    "cross-encoder": "P",
-    "two-stage": "*",
-    "unspecified": "X",
-}
+# one marker per design class (vtrbench.registry.DESIGNS, in its spectrum order), the same in every figure
+DESIGN_MARKERS = dict(zip(DESIGNS, ["o", "D", "s", "^", "P", "*", "X"], strict=True))
 DPI = 110
 
 
@@ -95,7 +89,7 @@ def _finite(value: object) -> float | None:
 
 def design_name(value: object) -> str:
     """A design class as the figures show it (a missing or unknown one is ``unspecified``)."""
-    return value if isinstance(value, str) and value in DESIGN_MARKERS else "unspecified"
+    return value if isinstance(value, str) and value in DESIGN_MARKERS else DEFAULT_DESIGN
 
 
 def recall_vs_cost(
