@@ -66,6 +66,24 @@ def snakemake_env() -> dict:
     return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
 
+# The gallery-scale step on the smoke run (kept out of config/smoke.yaml, which many tests derive other configs
+# from): two distractor shards (2,000 + 992 videos) of one method, every index family.
+SMOKE_SCALE = """
+scale:
+  enabled: true
+  gallery_sizes: [8, 3000]
+  methods: {dual_seq: 3000}
+  shard_size: 2000
+  single_queries: 4
+  repeats: 1
+  train_size: 1000
+  indexes:
+    hnsw: {M: [8], ef_search: [16]}
+    ivf_flat: {nlist: [16], nprobe: [4]}
+    ivf_pq: {nlist: [16], code_bytes: [4], nprobe: [4]}
+"""
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory):
     """One `snakemake --configfile config/smoke.yaml` run in a fresh folder, shared by every test that reads it.
@@ -77,7 +95,8 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory):
 
     folder = tmp_path_factory.mktemp("smoke_run")
     copy_workflow(folder)
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/smoke.yaml"]
+    (folder / "scale.yaml").write_text(SMOKE_SCALE)
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/smoke.yaml", "scale.yaml"]
     proc = subprocess.run(cmd, cwd=folder, env=snakemake_env(), capture_output=True, text=True, timeout=900)
     return folder, cmd, proc
 

@@ -16,6 +16,7 @@ import pytest
 from tests.conftest import REPO, run_folder, snakemake_env
 from vtrbench.report import html as report_html
 from vtrbench.report import plots, provenance
+from vtrbench.report.scale import scale_tables
 from vtrbench.report.sweep import COMPARISON_COLUMNS
 
 METHODS = ["dual_mean", "cret", "cret_global"]
@@ -87,6 +88,27 @@ def make_results(root: Path, dataset: str = "synthetic", incomplete: bool = Fals
         for i, m in enumerate(METHODS)
     ]
     pd.DataFrame(recall).to_csv(tables / "recall_latency.csv", index=False)
+    gallery = pd.DataFrame(
+        [{"method": m, "gallery_size": n, "t2v_R@1": r - 10 * i} for i, m in enumerate(METHODS[:2]) for n, r in
+         ((100, 50.0), (10_000, 30.0))]
+    )  # fmt: skip
+    points = pd.DataFrame(
+        [
+            {"method": m, "gallery_size": n, "family": f, "build": b, "search": e, "test_recall10": r, "qps": q}
+            | {"chosen": c, "test_R@1": 20.0, "p50_ms": 1000 / q, "p99_ms": 2000 / q, "build_s": 1.0}
+            | {"bytes_per_video": 300.0}
+            for m in METHODS[:2]
+            for n in (100, 10_000)
+            for f, b, e, r, q, c in (
+                ("flat", "", "", 1.0, 100.0, True),
+                ("hnsw", "M=32", "ef_search=64", 0.97, 2000.0, True),
+                ("hnsw", "M=32", "ef_search=16", 0.80, 5000.0, False),
+            )
+        ]
+    )
+    gallery.to_csv(root / "gallery.csv", index=False)
+    points.to_csv(root / "ann.csv", index=False)
+    scale_tables([root / "gallery.csv"], [root / "ann.csv"], tables)
     pd.DataFrame(
         [
             {"method": m, "frames": f, "batch_size": 32, "step_ms": 10.0 * f * (i + 1), "overhead": 1.02}
@@ -172,6 +194,7 @@ def test_every_section_from_hand_made_tables(tmp_path):
     assert "not run" not in html.replace("not comparable", "").replace("No re-ranker", "")
     images = _images(html)
     figures = ["recall_vs_cost", "latency_vs_gallery", "frame_sweep", "step_time", "training_curves", "comparisons"]
+    figures += ["recall_vs_gallery", "recall_qps"]
     assert len(images) == len(figures)
     for data in images:
         assert mpimg.imread(io.BytesIO(data), format="png").ndim == 3
@@ -197,6 +220,10 @@ def test_every_section_from_hand_made_tables(tmp_path):
     assert 'id="incomplete"' not in html
     # the latency table is methods x gallery sizes, sizes printed as integers
     assert "10,000 videos" in html and "10,000.000" not in html
+    # gallery scale: per method and size, exact recall beside each family's point chosen on val
+    section = html[html.index('id="scale-table"') :].split("</table>")[0]
+    assert "<th>hnsw point</th>" in section and "<td>M=32 ef_search=64</td>" in section
+    assert section.count("<tr>") == 1 + 4  # the header and 2 methods x 2 gallery sizes
     # every table of the recall-latency map names each method's design class beside it
     for table_id in ("recall-latency", "latency-table", "full-table"):
         section = html[html.index(f'id="{table_id}"') :].split("</table>")[0]
@@ -238,9 +265,10 @@ def test_real_protocol_shows_comparable_rows_and_incomplete_banner(tmp_path):
 def test_missing_optional_tables_say_not_run(tmp_path):
     results = make_results(tmp_path / "results")
     skip = ("latency_vs_gallery.csv", "recall_latency.csv", "throughput.csv", "loss_throughput.csv", "frame_sweep.csv")
+    skip += ("scale.csv", "recall_qps.csv")
     inputs = _inputs(results, skip)  # a stale file on disk is not read when the rule does not give it
     html = report_html.render_report(inputs, results / "r.html", _config(), results / "figures").read_text()
-    assert "Frame sweep not run" in html and "no latency table" in html
+    assert "Frame sweep not run" in html and "no latency table" in html and "scale.enabled is false" in html
     assert len(_images(html)) == 3  # recall vs gallery memory, training curves, comparisons
 
 

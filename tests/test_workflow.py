@@ -21,6 +21,15 @@ def test_smoke_workflow_end_to_end(smoke_run):
     html = (folder / "results" / "smoke" / "report.html").read_text()
     assert "dual_mean" in html and "cret" in html
     assert f"{metrics['t2v']['R@1']:.1f}" in html
+    # the gallery-scale step: two distractor shards encoded, every index family measured at both sizes
+    tables = folder / "results" / "smoke" / "tables"
+    scale, points = pd.read_csv(tables / "scale.csv"), pd.read_csv(tables / "recall_qps.csv")
+    assert scale[["method", "gallery_size"]].values.tolist() == [["dual_seq", 8], ["dual_seq", 3000]]
+    assert set(points[points.gallery_size == 3000].family) == {"flat", "hnsw", "ivf_flat", "ivf_pq"}
+    assert points.groupby(["gallery_size", "family"]).chosen.sum().eq(1).all()
+    shards = sorted(p.name for p in (folder / "results" / "smoke" / "distractors").rglob("*.npy"))
+    assert shards == ["0-2000.npy", "2000-2992.npy"]
+    assert 'id="scale-table"' in html
     # a second run has nothing to do: outputs are complete and up to date
     again = subprocess.run([*cmd, "--dry-run"], cwd=folder, env=snakemake_env(), capture_output=True, text=True)
     assert "Nothing to be done" in again.stdout + again.stderr

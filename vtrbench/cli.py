@@ -12,9 +12,12 @@
     evaluate-scores       rank an external method's test scores (scores.npy) the same way
     rerank                choose a re-ranker's depth and weight on val, evaluate it on test
     latency               query-latency benchmark of one trained method (raw rows)
+    distractors           encode one shard of the distractor stream with an embedding method (gallery vectors)
+    scale                 exact recall and index recall-vs-QPS of one embedding method at every gallery size
     throughput            training-step timings of one method, or the declared losses alone (raw rows)
     aggregate             runs.csv, summary.csv, curves.csv from the runs' result files
     tradeoff              latency tables: latency.csv, latency_vs_gallery.csv, recall_latency.csv
+    scale-tables          gallery-scale tables: scale.csv, recall_qps.csv
     throughput-aggregate  throughput.csv, loss_throughput.csv
     sweep-aggregate       the frame sweep's tables (CRET paper Fig. 5)
     compare               paired comparisons of every pair of methods (comparisons.csv)
@@ -168,6 +171,24 @@ def cmd_latency(args: argparse.Namespace) -> None:
     print(f"wrote {len(rows)} latency rows to {args.out}")
 
 
+def cmd_distractors(args: argparse.Namespace) -> None:
+    from vtrbench.scale import encode_distractors
+
+    cost = encode_distractors(
+        _load_config(args), args.method, args.seed, args.data, args.model, args.start, args.stop, args.out, args.tokens
+    )
+    print(f"wrote {cost['videos']:,} gallery vectors to {args.out} ({cost['videos_per_s']:.0f} videos/s)")
+
+
+def cmd_scale(args: argparse.Namespace) -> None:
+    from vtrbench.scale import run_scale
+
+    gallery, _ = run_scale(
+        _load_config(args), args.method, args.seed, args.data, args.model, args.shards, args.out, args.tokens
+    )
+    print(f"measured {len(gallery)} gallery size(s) of {args.method} in {args.out}")
+
+
 def cmd_throughput(args: argparse.Namespace) -> None:
     from vtrbench import throughput
 
@@ -191,8 +212,15 @@ def cmd_aggregate(args: argparse.Namespace) -> None:
 def cmd_tradeoff(args: argparse.Namespace) -> None:
     from vtrbench.report.tradeoff import tradeoff
 
-    table = tradeoff(args.metrics, args.latency, args.tables, args.reference_gallery)
+    table = tradeoff(args.metrics, args.latency, args.tables, args.reference_gallery, args.scale_points)
     print(f"recall vs latency of {len(table)} method(s): {args.tables}/recall_latency.csv")
+
+
+def cmd_scale_tables(args: argparse.Namespace) -> None:
+    from vtrbench.report.scale import scale_tables
+
+    gallery, points = scale_tables(args.gallery, args.ann, args.tables)
+    print(f"gallery scale: {len(gallery)} row(s), {len(points)} index point(s) in {args.tables}")
 
 
 def cmd_throughput_aggregate(args: argparse.Namespace) -> None:
@@ -348,6 +376,17 @@ def _run_commands(c: _Commands) -> None:
     p.add_argument("--models", type=Path, nargs="+", required=True, help="its model.pt (a re-ranker: both stages')")
     p.add_argument("--out", type=Path, required=True, help="latency.csv to write")
 
+    p = c.add_run("distractors", cmd_distractors, "encode one shard of the distractor stream (gallery vectors)")
+    p.add_argument("--model", type=Path, required=True, help="model.pt of the embedding method")
+    p.add_argument("--start", type=int, required=True, help="first distractor video of the shard")
+    p.add_argument("--stop", type=int, required=True, help="one past its last video")
+    p.add_argument("--out", type=Path, required=True, help="{start}-{stop}.npy to write (its cost: .json beside it)")
+
+    p = c.add_run("scale", cmd_scale, "exact recall and index recall-vs-QPS at every gallery size of one method")
+    p.add_argument("--model", type=Path, required=True, help="model.pt of the embedding method")
+    p.add_argument("--shards", type=Path, nargs="*", default=[], help="its distractor shards ({start}-{stop}.npy)")
+    p.add_argument("--out", type=Path, required=True, help="folder for gallery.csv and ann.csv")
+
     p = c.add("throughput", cmd_throughput, "time training steps of one method (or the losses) over frames x batch")
     p.add_argument("--method", help="method to time (or give --losses)")
     p.add_argument("--losses", action="store_true", help="time the losses the methods declare, alone")
@@ -370,6 +409,12 @@ def _table_commands(c: _Commands) -> None:
     p.add_argument("--latency", type=Path, nargs="+", required=True, help="latency.csv files")
     p.add_argument("--tables", type=Path, required=True)
     p.add_argument("--reference-gallery", type=int, default=1000, help="gallery size of the per-query latency")
+    p.add_argument("--scale-points", type=Path, default=None, help="recall_qps.csv: real-distractor search times")
+
+    p = c.add("scale-tables", cmd_scale_tables, "gallery-scale tables", needs_config=False)
+    p.add_argument("--gallery", type=Path, nargs="+", required=True, help="gallery.csv files of the scale step")
+    p.add_argument("--ann", type=Path, nargs="+", required=True, help="ann.csv files of the scale step")
+    p.add_argument("--tables", type=Path, required=True, help="tables folder")
 
     p = c.add("throughput-aggregate", cmd_throughput_aggregate, "throughput tables", needs_config=False)
     p.add_argument("--files", type=Path, nargs="+", required=True, help="per-method throughput.csv files")

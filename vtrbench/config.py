@@ -15,6 +15,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from vtrbench.registry import kind_of
+
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schema.yaml"
 
 
@@ -155,12 +157,57 @@ def _check_consistency(config: dict[str, Any], given: set[str]) -> None:
         raise ConfigError(f"config error at seeds: {repeated} listed twice; every seed is one run, give each once")
     if "latency" in given and config["latency"]["enabled"]:
         _check_gallery_memory(config)
+    if "scale" in given and config["scale"]["enabled"]:
+        _check_scale(config)
     stored = config["dataset"]["frames"]
     for section in {"train", "eval"} & given:
         if config[section]["frames"] > stored:
             raise ConfigError(
                 f"config error at {section}.frames: cannot sample {config[section]['frames']} frames from the "
                 f"dataset.frames={stored} stored per video"
+            )
+
+
+def scale_methods(config: dict[str, Any]) -> dict[str, int]:
+    """Embedding method -> its largest gallery (``scale.methods``; empty: every trained embedding method up to the
+    largest of ``scale.gallery_sizes``)."""
+    scale, methods = config["scale"], config["methods"]
+    chosen = scale["methods"] or {
+        m: max(scale["gallery_sizes"]) for m, e in methods.items() if kind_of(e.get("class", "")) == "embedding"
+    }
+    return {m: int(n) for m, n in chosen.items()}
+
+
+def test_videos(config: dict[str, Any]) -> int:
+    """Videos in the synthetic test split: the smallest gallery the scale step can search."""
+    return 4 * int(config["dataset"].get("synthetic", {}).get("test_groups", 250))
+
+
+def _check_scale(config: dict[str, Any]) -> None:
+    """Distractors are generated SynthVTT videos; the galleries start from the whole test split; only an embedding
+    method has vectors an index can hold."""
+    if config["dataset"]["name"] != "synthetic":
+        raise ConfigError(
+            f"config error at scale.enabled: the gallery-scale step generates SynthVTT distractors; dataset.name is "
+            f"{config['dataset']['name']!r} (set scale.enabled: false)"
+        )
+    n_test = test_videos(config)
+    small = [n for n in config["scale"]["gallery_sizes"] if n < n_test]
+    if small:
+        raise ConfigError(
+            f"config error at scale.gallery_sizes: {small} is smaller than the {n_test:,}-video test split every "
+            "gallery starts from; give sizes of at least that"
+        )
+    methods = config["methods"]
+    for name, largest in scale_methods(config).items():
+        if name not in methods or kind_of(methods[name].get("class", "")) != "embedding":
+            raise ConfigError(
+                f"config error at scale.methods: {name!r} is not an embedding method of this config; list methods "
+                "whose class is an embedding method (their gallery vectors are what an index holds)"
+            )
+        if largest < n_test:
+            raise ConfigError(
+                f"config error at scale.methods.{name}: {largest:,} is smaller than the {n_test:,}-video test split"
             )
 
 
@@ -303,8 +350,6 @@ def _parse_entry(name: str, entry: dict[str, Any]) -> None:
 def _check_links(methods: dict[str, Any]) -> None:
     """Every option naming another method must name a configured method of the right kind (kinds from
     ``vtrbench.registry``, without importing a registered class)."""
-    from vtrbench.registry import kind_of
-
     kinds = {}
     for name, entry in methods.items():
         try:

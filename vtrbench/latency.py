@@ -19,9 +19,12 @@ Pair and re-ranking rows carry ``flops_per_query`` (the pair scorer's floating-p
 counted by ``torch.utils.flop_counter`` on the real features) and ``matmul_gflops`` (this process's fp32 matmul
 rate), so the tables can say how far the model-based side is from its compute floor.
 
-Galleries larger than the test split are **synthetic**: embedding vectors are sampled from a Gaussian fitted to the
-real gallery vectors (mean and covariance), pair-method features are the real ones repeated (the cost of a joint
-pass does not depend on the values). Timing: ``vtrbench.timing`` (warm-up discarded, one raw row per call).
+Galleries larger than the test split: pair-method features are the real ones repeated (the cost of a joint pass
+does not depend on the values); embedding search there is the gallery-scale step's (``vtrbench.scale``: real
+distractor videos encoded by the method). Only with ``latency.sampled_galleries: true`` does this step search
+embedding vectors sampled from a Gaussian fitted to the real gallery (mean and covariance), rows labelled
+``synthetic_gallery``: they say nothing about how an approximate index or the end task behaves.
+Timing: ``vtrbench.timing`` (warm-up discarded, one raw row per call).
 """
 
 from __future__ import annotations
@@ -143,10 +146,15 @@ class Settings:
     batched_repeats: int
     batch: int
     time_cap_s: float
-    sizes: list[int]
+    sizes: list[int]  # pair methods: every size; embedding search: up to the test split unless `sampled`
     device: torch.device
     seed: int
     amp: bool = False  # train.amp: the encoders run under the autocast they were evaluated with
+    sampled: bool = False  # latency.sampled_galleries: embedding galleries past the test split drawn from a Gaussian
+
+    def embedding_sizes(self, n_real: int) -> list[int]:
+        """The gallery sizes an embedding search is timed at here (larger real galleries: ``vtrbench.scale``)."""
+        return [n for n in self.sizes if self.sampled or n <= n_real]
 
 
 def _encode_rows(rec: Recorder, loaded: list[Encoded], data: SplitData, frames: int, s: Settings) -> None:
@@ -194,7 +202,7 @@ def _embedding_rows(rec: Recorder, stage: Encoded, s: Settings) -> None:
     assert isinstance(method, EmbeddingMethod)
     real_g = method.gallery_vectors(stage.gallery).float().cpu().numpy()
     qb = np.ascontiguousarray(method.query_vectors(stage.queries).float().cpu().numpy()[: s.batch])
-    for size in s.sizes:
+    for size in s.embedding_sizes(len(real_g)):
         vectors, synthetic = synthetic_gallery(real_g, size, s.seed)
         index, tg = faiss_index(vectors), torch.from_numpy(vectors).to(s.device)
         common = {"stage": "search", "gallery_size": size, "synthetic_gallery": synthetic}
@@ -279,7 +287,7 @@ def _rerank_rows(rec: Recorder, first: Encoded, second: Encoded, ks: list[int], 
     q1 = np.ascontiguousarray(first.method.query_vectors(first.queries).float().cpu().numpy()[:1])
     q2 = {key: v[:1] for key, v in second.queries.items()}
     n_real = next(iter(second.gallery.values())).shape[0]
-    for size in s.sizes:
+    for size in s.embedding_sizes(len(real_g)):
         vectors, synthetic = synthetic_gallery(real_g, size, s.seed)
         index = faiss_index(vectors)
         for k in ks:
@@ -333,6 +341,7 @@ def benchmark(
         device,
         seed,
         config["train"]["amp"],
+        lcfg["sampled_galleries"],
     )
     encoders = "bfloat16" if uses_bf16(device, config["train"]["amp"]) else "float32"  # as encode_stage ran
     rec = Recorder(name, seed, lcfg["threads"], device, encoders)

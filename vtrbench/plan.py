@@ -24,6 +24,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from vtrbench.config import scale_methods, test_videos
 from vtrbench.registry import TRAINED_KINDS, kind_of
 from vtrbench.sweep import format_pair, sweep_pairs, sweep_points
 
@@ -144,6 +145,26 @@ def measurement_unit(config: dict[str, Any], section: str, name: str) -> Unit:
     return make_unit(section, name, {**run_config(config, name), key: copy.deepcopy(config[key])})
 
 
+def distractors_unit(config: dict[str, Any], name: str) -> Unit:
+    """Method ``name``'s gallery vectors of the distractor stream (``vtrbench.scale.encode_distractors``): its run's
+    config (so a changed model gets new vectors) and the stored precision."""
+    return make_unit("distractors", name, {**run_config(config, name), "scale": {"dtype": config["scale"]["dtype"]}})
+
+
+def scale_unit(config: dict[str, Any], name: str, largest: int) -> Unit:
+    """Method ``name``'s gallery-scale measurement (``vtrbench.scale.run_scale``) up to ``largest`` videos."""
+    scale = {k: copy.deepcopy(v) for k, v in config["scale"].items() if k not in ("enabled", "methods", "largest")}
+    payload = {**run_config(config, name), "scale": scale | {"largest": largest}}
+    return make_unit("scale", name, payload | {"latency": {"threads": config["latency"]["threads"]}})
+
+
+def distractor_ranges(largest: int, n_test: int, shard_size: int) -> list[tuple[int, int]]:
+    """The encode jobs' ranges of the distractor stream: the ``largest - n_test`` videos a gallery of ``largest``
+    needs beyond the test split, ``shard_size`` per job."""
+    needed = max(0, largest - n_test)
+    return [(lo, min(lo + shard_size, needed)) for lo in range(0, needed, shard_size)]
+
+
 def loss_level_unit(config: dict[str, Any]) -> Unit:
     """The losses timed alone: the benchmark grid, the device settings and the configured method classes (each
     class may declare losses to time, ``RetrievalMethod.loss_benchmarks``)."""
@@ -158,8 +179,9 @@ def full_config(unit_config: dict[str, Any], run_name: str) -> dict[str, Any]:
     return {"run_name": run_name, **copy.deepcopy(unit_config)}
 
 
+TOWER_SECTIONS = ("tokens", "features", "runs", "latency", "throughput", "distractors", "scale")  # jobs build towers
 # Sections whose ``enabled`` adds their tables.
-OPTIONAL_SECTIONS = ("pretrain", "plateau", "latency", "throughput", "sweep")
+OPTIONAL_SECTIONS = ("pretrain", "plateau", "latency", "throughput", "sweep", "scale")
 
 
 class Plan:
@@ -202,11 +224,15 @@ class Plan:
         self.latency = {m: measurement_unit(config, "latency", m) for m in self.trained + self.rerank}
         self.throughput = {m: measurement_unit(config, "throughput", m) for m in self.trained}
         self.losses = loss_level_unit(config)
+        self.scale_largest = scale_methods(config) if config["scale"]["enabled"] else {}
+        self.distractors = {m: distractors_unit(config, m) for m in self.scale_largest}
+        self.scale = {m: scale_unit(config, m, n) for m, n in self.scale_largest.items()}
         every = [self.data, *self.run_data.values(), *self.run_tokens.values(), *self.run_features.values()]
         every += self.runs.values()
         every += [self.pretrain] if self.pretrain is not None else []
         every += self.long.values()
         every += [*self.latency.values(), *self.throughput.values(), self.losses, self.report]
+        every += [*self.distractors.values(), *self.scale.values()]
         self.units = {(u.section, u.name, u.fp): u for u in every}
 
     # ----- folders -----
@@ -231,7 +257,7 @@ class Plan:
     def pretrained_towers(self, section: str) -> list[str]:
         """The pretraining stage's check.json, for the config.json of every folder whose jobs build the towers
         (tokens, runs, latency, throughput): so no job reads the checkpoint before the stage wrote it."""
-        if self.pretrain is None or section not in ("tokens", "features", "runs", "latency", "throughput"):
+        if self.pretrain is None or section not in TOWER_SECTIONS:
             return []
         return [f"{self.folder(self.pretrain)}/check.json"]
 
@@ -330,6 +356,16 @@ class Plan:
     def throughput_files(self) -> list[str]:
         return [f"{self.folder(self.throughput[m])}/throughput.csv" for m in self.trained]
 
+    def distractor_shards(self, name: str, seed: int | str) -> list[str]:
+        """The encode jobs' gallery-vector files of method ``name`` (``{start}-{stop}.npy``), in stream order."""
+        shard_size = self.config["scale"]["shard_size"]
+        shards = distractor_ranges(self.scale_largest[name], test_videos(self.config), shard_size)
+        return [f"{self.folder(self.distractors[name])}/seed{seed}/{lo}-{hi}.npy" for lo, hi in shards]
+
+    def scale_files(self, stem: str) -> list[str]:
+        """``gallery`` or ``ann``: every scaled method's measurement file (first seed)."""
+        return [f"{self.folder(unit)}/seed{self.latency_seed}/{stem}.csv" for unit in self.scale.values()]
+
     def sweep_run_dirs(self) -> list[str]:
         return [self.run_dir(name, s) for name in self.sweep_configs for s in self.config["sweep"]["seeds"]]
 
@@ -350,6 +386,7 @@ class Plan:
                 "latency": ["latency", "latency_vs_gallery", "recall_latency"],
                 "throughput": ["throughput", "loss_throughput"],
                 "sweep": ["frame_sweep", "sweep_curves", "sweep_comparisons"],
+                "scale": ["scale", "recall_qps"],
             }[section]
         )
 

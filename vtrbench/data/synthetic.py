@@ -29,6 +29,7 @@ val+test, so a full caption has exactly one matching video in its gallery.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,8 +70,9 @@ REVERSED = {
     DISAPPEAR: APPEAR,
 }
 P_MOVE, P_STATIC = 0.5, 0.15  # action probabilities; events (appear / disappear) take the remaining 0.35
-SPLIT_CODE = {"train": 0, "val": 1, "test": 2, "frames": 3}  # one random stream per split: sizes do not leak across
-# ("frames": the single-frame pretraining pairs of synthetic_frames.py)
+SPLIT_CODE = {"train": 0, "val": 1, "test": 2, "frames": 3, "distractors": 4}  # one random stream per split: sizes
+# do not leak across ("frames": the single-frame pretraining pairs of synthetic_frames.py; "distractors": the
+# gallery-scale videos of distractor_frames)
 _MAX_TRIES = 200  # placement attempts before a scene (or a group's action swap) is re-sampled
 _NOISE_CHUNK = 256  # groups of background noise drawn at once (fixed: part of the random stream)
 
@@ -263,9 +265,10 @@ def _make_group(orig: list[list], g: _Geometry, d: _Draws) -> list[list[list]] |
     return [orig, colour, action, reverse]
 
 
-def _sample_groups(cfg: SyntheticConfig, g: _Geometry, split: str, n_groups: int, seen: set) -> list:
-    """Rejection-sample ``n_groups`` groups; val/test keys are added to ``seen`` (which train must avoid)."""
-    d, groups = _Draws(cfg.seed, split, 0), []
+def _sample_groups(cfg: SyntheticConfig, g: _Geometry, split: str, n_groups: int, seen: set, stream: int = 0) -> list:
+    """Rejection-sample ``n_groups`` groups avoiding ``seen``; val/test keys are added to it (train and the
+    distractors must avoid them)."""
+    d, groups = _Draws(cfg.seed, split, stream), []
     full = tuple(range(cfg.max_objects))
     for _ in range(1000 * n_groups + 10_000):
         group = _make_group(_sample_scene(cfg, g, d), g, d)
@@ -277,7 +280,7 @@ def _sample_groups(cfg: SyntheticConfig, g: _Geometry, split: str, n_groups: int
         subsets = mention_subsets(group)  # always required, so videos do not depend on partial_rate
         if not subsets:
             continue
-        if split != "train":
+        if split in ("val", "test"):
             seen |= keys
         groups.append((group, subsets))
         if len(groups) == n_groups:
@@ -285,11 +288,11 @@ def _sample_groups(cfg: SyntheticConfig, g: _Geometry, split: str, n_groups: int
     raise RuntimeError(f"{split}: could not sample {n_groups} distinct groups; lower the group count")
 
 
-def _render(groups: list, cfg: SyntheticConfig, g: _Geometry, split: str) -> np.ndarray:
+def _render(groups: list, cfg: SyntheticConfig, g: _Geometry, split: str, stream: int = 2) -> np.ndarray:
     """uint8 [4 * n_groups, T, S, S, 3]; variants share the group's noise, the reversal is frames[::-1]."""
     G, T, S = len(groups), g.T, g.S
     frames = np.empty((4 * G, T, S, S, 3), np.uint8)
-    rng = np.random.default_rng([cfg.seed, SPLIT_CODE[split], 2])
+    rng = np.random.default_rng([cfg.seed, SPLIT_CODE[split], stream])
     for start in range(0, G, _NOISE_CHUNK):
         stop = min(G, start + _NOISE_CHUNK)
         shape = (stop - start, T, S, S, 3)
@@ -335,6 +338,34 @@ def evaluation_scenes(cfg: SyntheticConfig) -> list[list[list]]:
         for group, _ in _sample_groups(cfg, g, split, getattr(cfg, f"{split}_groups"), seen):
             scenes += group
     return scenes
+
+
+def evaluation_keys(cfg: SyntheticConfig) -> set:
+    """The compositions (full canonical keys) of every val and test video: what a distractor must not be."""
+    full = tuple(range(cfg.max_objects))
+    return {key(scene, full[: len(scene)]) for scene in evaluation_scenes(cfg)}
+
+
+DISTRACTOR_BLOCK = 4 * _NOISE_CHUNK  # videos per generated block (1,024): the unit a distractor range is cut from
+
+
+def distractor_groups(cfg: SyntheticConfig, block: int, avoid: set) -> list:
+    """Block ``block`` of the distractor stream: ``DISTRACTOR_BLOCK // 4`` groups of 4, none of whose videos has a
+    composition in ``avoid`` (:func:`evaluation_keys`), so every val and test caption keeps exactly one matching
+    video in a gallery enlarged with them. Each block has its own random streams: block b is the same whichever
+    range of the stream asks for it."""
+    return _sample_groups(cfg, _Geometry(cfg), "distractors", DISTRACTOR_BLOCK // 4, set(avoid), stream=2 * block)
+
+
+def distractor_frames(cfg: SyntheticConfig, start: int, stop: int, avoid: set) -> Iterator[np.ndarray]:
+    """Videos ``start:stop`` of the distractor stream, uint8 [n, T, S, S, 3], one block's share at a time (never more
+    than a block of frames in memory)."""
+    g = _Geometry(cfg)
+    for block in range(start // DISTRACTOR_BLOCK, -(-stop // DISTRACTOR_BLOCK)):
+        first = block * DISTRACTOR_BLOCK
+        groups = distractor_groups(cfg, block, avoid)
+        frames = _render(groups, cfg, g, "distractors", stream=2 * block + 1)
+        yield frames[max(start, first) - first : min(stop, first + DISTRACTOR_BLOCK) - first]
 
 
 def generate(cfg: SyntheticConfig) -> dict[str, tuple[dict, dict]]:

@@ -197,6 +197,9 @@ def render_report(inputs: ReportInputs, out: str | Path, config: dict[str, Any],
         x, xlabel = "floats", "gallery floats stored per video"
     _figure(figures, figures_dir, "recall_vs_cost", plots.recall_vs_cost(cost, x, xlabel, palette), "recall vs cost")
     _figure(figures, figures_dir, "latency_vs_gallery", plots.latency_vs_gallery(latency, palette), "latency")
+    scale, points = inputs.table("scale.csv"), inputs.table("recall_qps.csv")
+    _figure(figures, figures_dir, "recall_vs_gallery", plots.recall_vs_gallery(scale, palette), "recall vs gallery")
+    _figure(figures, figures_dir, "recall_qps", plots.recall_qps(points, palette), "recall vs queries per second")
     ledger = resultfiles.read_optional_csv(inputs.ledger)
     paper = ledger[ledger["source_table"].eq("CRET Fig. 5a")] if not ledger.empty else pd.DataFrame()
     sweep = inputs.table("frame_sweep.csv")
@@ -253,6 +256,7 @@ def render_report(inputs: ReportInputs, out: str | Path, config: dict[str, Any],
         info=info,
         steps=table(info["steps"], 1),
         convergence=table(inputs.table("convergence.csv")),
+        scale=table(scale_frame(scale), 2),
         pretraining=table(inputs.table("pretraining.csv"), 2),
         comparisons=table(comparisons[comparisons.metric == "t2v_R@1"], 2) if not comparisons.empty else None,
         postprocess=postprocess_rows(inputs.table("postprocess.csv")),
@@ -260,6 +264,17 @@ def render_report(inputs: ReportInputs, out: str | Path, config: dict[str, Any],
     )
     resultfiles.write_text(out, html)
     return out
+
+
+def scale_frame(scale: pd.DataFrame) -> pd.DataFrame:
+    """scale.csv as the report shows it: exact recall and each family's chosen point (parameters, recall@10, R@1
+    through it, p50 / p99 ms, queries per second), per method and gallery size."""
+    if scale.empty:
+        return scale
+    shown = ["method", "gallery_size", "t2v_R@1", "t2v_R@10", "bytes_per_video"]
+    for family in ("flat", "hnsw", "ivf_flat", "ivf_pq"):
+        shown += [c for c in scale.columns if c.startswith(f"{family}_") and not c.endswith(("build_s", "bytes"))]
+    return scale[[c for c in shown if c in scale.columns]]
 
 
 def postprocess_rows(effect: pd.DataFrame) -> list[dict[str, str]] | None:

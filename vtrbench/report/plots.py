@@ -151,6 +151,51 @@ def latency_vs_gallery(latency: pd.DataFrame, palette: dict) -> plt.Figure | Non
     return fig
 
 
+def recall_vs_gallery(scale: pd.DataFrame, palette: dict) -> plt.Figure | None:
+    """End-task t2v R@1 (exact search) against gallery size: the test split plus real distractors, per method."""
+    if scale.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(7.2, 4.2))
+    for method, group in scale.sort_values("gallery_size").groupby("method", sort=False):
+        ax.plot(group.gallery_size, group["t2v_R@1"], "o-", color=palette.get(method, "grey"), label=method)
+    _log_if_wide(ax, scale["gallery_size"], "x")
+    ax.set(xlabel="gallery size (videos)", ylabel="test t2v R@1 (%)", title="Accuracy as distractors are added")
+    _legend_outside(ax, "method (exact search)")
+    return fig
+
+
+FAMILY_MARKERS = {"flat": "s", "hnsw": "o", "ivf_flat": "^", "ivf_pq": "D"}
+
+
+def recall_qps(points: pd.DataFrame, palette: dict) -> plt.Figure | None:
+    """ann-benchmarks' plot at each method's largest gallery: recall@10 of the exact top 10 (test queries) against
+    queries per second (log), a marker per index family, the Pareto frontier as a line, chosen points ringed."""
+    if points.empty:
+        return None
+    largest = points.groupby("method")["gallery_size"].transform("max")
+    points = points[points.gallery_size == largest]
+    fig, ax = plt.subplots(figsize=(7.2, 4.6))
+    for method, group in points.groupby("method", sort=False):
+        colour = palette.get(method, "grey")
+        size = int(group.gallery_size.iloc[0])
+        for family, rows in group.groupby("family", sort=False):
+            ax.plot(rows.test_recall10, rows.qps, FAMILY_MARKERS.get(family, "x"), color=colour, alpha=0.7)
+        front = group[group.pareto.astype(bool)].sort_values("test_recall10")
+        ax.plot(front.test_recall10, front.qps, "-", color=colour, label=f"{method} ({size:,} videos)")
+        chosen = group[group.chosen.astype(bool)]
+        ax.plot(chosen.test_recall10, chosen.qps, "o", mfc="none", mec="black", ms=11)
+    ax.set_yscale("log")
+    ax.set(xlabel="recall@10 of the exact top 10 (test queries)", ylabel="queries per second (batched)")
+    ax.set_title(
+        "Recall against queries per second (markers: "
+        + ", ".join(f"{m} {f}" for f, m in FAMILY_MARKERS.items() if f in set(points.family))
+        + "; ringed: chosen on val)",
+        fontsize=9,
+    )
+    _legend_outside(ax, "method: Pareto frontier")
+    return fig
+
+
 def frame_sweep(sweep: pd.DataFrame, paper: pd.DataFrame) -> plt.Figure | None:
     """Figure-5 style: test R@5 against frames per video (M), one line per loss with the seed spread; the paper's
     Fig. 5a (ledger rows with ``frames``, ``loss``, ``R@5``) in its own panel (another dataset and backbone)."""

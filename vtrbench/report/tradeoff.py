@@ -6,7 +6,8 @@ documented schema shows up here with no change.
 * ``latency.csv``: one row per (method, stage, backend, k, gallery_size, batch_size, flags): ``calls``,
   ``median_s``, ``p95_s``, ``per_item_ms`` (median / items), ``throughput_per_s`` (items / median), FLOPs;
 * ``latency_vs_gallery.csv``: one row per (method, gallery_size): ``ms_per_query`` online (text encoding at batch 1
-  + search at batch 1; FAISS when measured, a re-ranker at the depth it chose on val), ``extrapolated``;
+  + search at batch 1; FAISS when measured, a re-ranker at the depth it chose on val; an embedding method past the
+  test split: exact FAISS search of the gallery-scale step's real distractor galleries), ``extrapolated``;
 * ``recall_latency.csv``: one row per method: its ``design`` class (``vtrbench.registry.DESIGNS``, as its
   ``metrics.json`` records it; ``unspecified`` when that has none), t2v R@1 mean/std over seeds, per-query latency
   at the reference gallery size (``query_ms``), offline ``gallery_encode_ms_per_video``, ``bytes_per_video``, the
@@ -74,9 +75,11 @@ def chosen_depth(runs: pd.DataFrame) -> dict[str, int]:
     return {m: int(k) for m, k in picked.items()}
 
 
-def online_latency(stats: pd.DataFrame, depth: dict[str, int]) -> pd.DataFrame:
+def online_latency(stats: pd.DataFrame, depth: dict[str, int], scale: pd.DataFrame | None = None) -> pd.DataFrame:
     """Online ms per query (query encoding + search, batch 1) per method and gallery size; a method with no
-    ``query_encode`` rows (an external one whose search times the whole query) is its search time."""
+    ``query_encode`` rows (an external one whose search times the whole query) is its search time. ``scale``
+    (``recall_qps.csv``): an embedding method's exact search over the real distractor galleries, at the sizes the
+    latency step did not search (its median single-query ms, beside the latency step's query encoding)."""
     single = stats[stats.batch_size == 1]
     encode = single[single.stage == "query_encode"].groupby("method")["median_s"].first()
     search = single[single.stage == "search"]
@@ -100,6 +103,15 @@ def online_latency(stats: pd.DataFrame, depth: dict[str, int]) -> pd.DataFrame:
                 "flops_per_query": hit.get("flops_per_query", np.nan),
                 "matmul_gflops": hit.get("matmul_gflops", np.nan),
             }
+        )
+    done = {(r["method"], r["gallery_size"]) for r in rows}
+    exact = scale[scale.family == "flat"] if scale is not None and not scale.empty else pd.DataFrame()
+    for hit in exact.itertuples(index=False):
+        if (hit.method, int(hit.gallery_size)) in done or hit.method not in encode:
+            continue
+        rows.append(
+            {"method": hit.method, "gallery_size": int(hit.gallery_size), "backend": "faiss", "k": 0}
+            | {"search_ms": hit.p50_ms, "ms_per_query": 1000 * encode[hit.method] + hit.p50_ms, "extrapolated": False}
         )
     return pd.DataFrame(rows, columns=ONLINE_COLUMNS)
 
@@ -163,14 +175,22 @@ def recall_latency(runs: pd.DataFrame, raw: pd.DataFrame, stats: pd.DataFrame, r
 
 
 def tradeoff(
-    metrics_files: list[str | Path], latency_files: list[str | Path], tables: str | Path, reference: int
+    metrics_files: list[str | Path],
+    latency_files: list[str | Path],
+    tables: str | Path,
+    reference: int,
+    scale_points: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Write ``latency.csv``, ``latency_vs_gallery.csv`` and ``recall_latency.csv`` under ``tables``."""
+    """Write ``latency.csv``, ``latency_vs_gallery.csv`` and ``recall_latency.csv`` under ``tables``; with the
+    gallery-scale step's ``recall_qps.csv``, embedding search past the test split is its real-distractor search."""
     runs = pd.DataFrame([resultfiles.flatten_metrics(resultfiles.read_metrics(p)) for p in metrics_files])
     raw = pd.concat([resultfiles.read_latency(p) for p in latency_files], ignore_index=True)
     stats = latency_stats(raw)
     table = recall_latency(runs, raw, stats, reference)
     resultfiles.write_csv(stats, Path(tables) / "latency.csv")
-    resultfiles.write_csv(online_latency(stats, chosen_depth(runs)), Path(tables) / "latency_vs_gallery.csv")
+    scale = resultfiles.read_optional_csv(scale_points)
+    online = online_latency(stats, chosen_depth(runs), scale)
+    online = online.sort_values(["method", "gallery_size"], kind="stable")
+    resultfiles.write_csv(online, Path(tables) / "latency_vs_gallery.csv")
     resultfiles.write_csv(table, Path(tables) / "recall_latency.csv")
     return table

@@ -120,6 +120,11 @@ def latency_models(wildcards):
     return PLAN.stage_models(PLAN.runs[wildcards.name], wildcards.seed)
 
 
+def scale_shards(wildcards):
+    """The distractor shards a method's gallery-scale job reads, in stream order."""
+    return PLAN.distractor_shards(wildcards.name, wildcards.seed)
+
+
 def gpu_resources(gpus=None):
     """resources of a job that uses the device - gpu=gpus (default train.gpus) when train.device is cuda; none on
     the CPU path. A profile's set-resources (workflow/profiles/slurm, kubernetes) or --set-resources overrides it."""

@@ -32,6 +32,7 @@ rule tradeoff:
     input:
         metrics=PLAN.metrics_files(),
         latency=PLAN.latency_files(),
+        scale=PLAN.section_tables("scale")[1:] if config["scale"]["enabled"] else [],
     output:
         table=f"{ROOT}/tables/latency.csv",
         online=f"{ROOT}/tables/latency_vs_gallery.csv",
@@ -39,6 +40,7 @@ rule tradeoff:
     params:
         tables=output_dir("table"),
         reference=config["latency"]["reference_gallery"],
+        scale=lambda w, input: f"--scale-points {input.scale}" if input.scale else "",
     log:
         f"{ROOT}/logs/tradeoff.log",
     message:
@@ -47,4 +49,4 @@ rule tradeoff:
         "../envs/vtrbench.yaml"
     shell:
         "python -m vtrbench.cli tradeoff --metrics {input.metrics} --latency {input.latency} "
-        "--tables {params.tables} --reference-gallery {params.reference} > {log} 2>&1"
+        "--tables {params.tables} --reference-gallery {params.reference} {params.scale} > {log} 2>&1"
