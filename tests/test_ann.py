@@ -86,6 +86,19 @@ def test_sharded_flat_equals_one_flat_index() -> None:
     np.testing.assert_allclose(got_scores, scores, rtol=1e-5)
 
 
+def test_the_exact_point_searched_through_the_shards_matches_one_index(gallery: np.ndarray) -> None:
+    """As the scale step calls it: the gallery as its encode jobs' consecutive blocks, the flat point through them."""
+    val, _ = _queries(gallery, 50, seed=3)
+    test, positive = _queries(gallery, 50, seed=4)
+    shards = [gallery[:700], gallery[700:2500], gallery[2500:]]
+    kwargs = {"single_queries": 2, "repeats": 1, "train_size": 2000, "seed": 0}
+    one = sweep(gallery, val, test, positive, {}, 0.9, **kwargs)
+    sharded = sweep(gallery, val, test, positive, {}, 0.9, shards=shards, **kwargs)
+    assert len(sharded) == 1 and sharded.family.tolist() == ["flat"]
+    assert sharded.val_recall10.item() == 1.0 and sharded.test_recall10.item() == 1.0
+    assert sharded["test_R@1"].item() == one["test_R@1"].item()
+
+
 def test_recall_by_hand() -> None:
     found = np.array([[1, 2, 3], [4, 5, -1]])
     exact = np.array([[1, 2, 9], [4, 5, 6]])

@@ -154,6 +154,43 @@ def test_online_latency_is_batch_1_query_encoding_plus_the_first_search_backend_
     pd.testing.assert_frame_equal(online, expected, check_dtype=False)
 
 
+def test_online_latency_at_the_gallery_scale_sizes():
+    """Past the latency step's galleries: an embedding method's exact search over real distractors (measured), a
+    pair method linear from its largest measured gallery, a re-ranker as its first stage's chosen HNSW point plus
+    its own k pair scores (composed); the last two are marked extrapolated."""
+    stats = pd.DataFrame(
+        [
+            _stats_row("dual", "query_encode", "model", 0.001),
+            _stats_row("dual", "search", "faiss", 0.0002, size=100),
+            _stats_row("rerank", "query_encode", "model", 0.002),
+            _stats_row("rerank", "search", "rerank", 0.0032, size=100, k=20),  # 0.2 ms of it: dual's search
+            _stats_row("cross", "query_encode", "model", 0.0005),
+            _stats_row("cross", "search", "pair", 0.05, size=100),
+            _stats_row("cross", "search", "pair", 0.5, size=1000, extrapolated=True),
+        ]
+    )
+    scale = pd.DataFrame(
+        [
+            {"method": "dual", "gallery_size": n, "family": f, "p50_ms": ms, "chosen": c}
+            for n, f, ms, c in (
+                (100, "flat", 0.3, True),  # the latency step's own row at 100 stays
+                (10_000, "flat", 2.0, True),
+                (10_000, "hnsw", 0.5, True),
+                (10_000, "hnsw", 0.1, False),  # not chosen on val: not the re-ranker's first stage
+            )
+        ]
+    )
+    online = online_latency(stats, {"rerank": 20}, scale, {"rerank": "dual"}).set_index(["method", "gallery_size"])
+    assert online.loc[("dual", 100), "search_ms"] == pytest.approx(0.2)
+    assert online.loc[("dual", 10_000), ["search_ms", "ms_per_query"]].tolist() == pytest.approx([2.0, 3.0])
+    assert not online.loc[("dual", 10_000), "extrapolated"]
+    assert online.loc[("cross", 10_000), "search_ms"] == pytest.approx(50.0 * 100)  # from the measured 100
+    assert online.loc[("cross", 10_000), "extrapolated"]
+    assert online.loc[("rerank", 10_000), ["search_ms", "k"]].tolist() == pytest.approx([0.5 + 3.0, 20])
+    assert online.loc[("rerank", 10_000), "ms_per_query"] == pytest.approx(2.0 + 3.5)
+    assert online.loc[("rerank", 10_000), "extrapolated"]
+
+
 def test_recall_latency_carries_each_methods_design_class_from_its_metrics_json(tmp_path):
     """tables/recall_latency.csv (and summary.csv) name each method's design class as its metrics.json records it;
     a metrics.json without one (an older run, a user's own rule) reads as the documented default."""

@@ -134,7 +134,9 @@ def configure(index: faiss.Index, point: BuildPoint, search: dict[str, int]) -> 
 
 
 def index_bytes(index: faiss.Index) -> int:
-    """Serialized size: what the index costs in memory, links and codes included."""
+    """Serialized size: what the index costs in memory, links and codes included (a sharded index: its shards')."""
+    if isinstance(index, faiss.IndexShards):
+        return sum(index_bytes(faiss.downcast_index(index.at(i))) for i in range(index.count()))
     return int(faiss.serialize_index(index).nbytes)
 
 
@@ -222,12 +224,16 @@ def sweep(
     train_size: int,
     seed: int,
     build_threads: int | None = None,
+    shards: list[np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """One row per build point x search value: recall against speed on val and test, build cost, and the choice.
 
     ``test_positive`` [q_test] is the gallery row of each test query's matching video, so ``test_R@1`` is the
     end task's t2v R@1 (%) through the index. Builds are offline work: they run on ``build_threads`` FAISS
-    threads (None: the current setting), searches on the threads set when the sweep was called.
+    threads (None: the current setting), searches on the threads set when the sweep was called. ``shards``: the
+    gallery as its encode jobs wrote it (consecutive row blocks of ``vectors``); the exact point is then searched
+    through :func:`sharded_flat` over them, as a gallery too large for one machine would be, and its recall of the
+    exact top 10 (computed on one index) checks that the two agree.
     """
     search_threads = faiss.omp_get_max_threads()
     vectors, val_queries, test_queries = _as_f32(vectors), _as_f32(val_queries), _as_f32(test_queries)
@@ -236,7 +242,12 @@ def sweep(
     rows = []
     for point in build_points(indexes, len(vectors), vectors.shape[1]):
         faiss.omp_set_num_threads(build_threads or search_threads)
-        index, build_s = build(point, vectors, indexes, train_size, seed)
+        if point.family == "flat" and shards is not None:
+            tick = time.perf_counter()
+            index = sharded_flat(shards)
+            build_s = time.perf_counter() - tick
+        else:
+            index, build_s = build(point, vectors, indexes, train_size, seed)
         faiss.omp_set_num_threads(search_threads)
         per_video = index_bytes(index) / len(vectors)
         for search in search_values(point, indexes):

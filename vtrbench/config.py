@@ -178,7 +178,7 @@ def scale_methods(config: dict[str, Any]) -> dict[str, int]:
     return {m: int(n) for m, n in chosen.items()}
 
 
-def test_videos(config: dict[str, Any]) -> int:
+def n_test_videos(config: dict[str, Any]) -> int:
     """Videos in the synthetic test split: the smallest gallery the scale step can search."""
     return 4 * int(config["dataset"].get("synthetic", {}).get("test_groups", 250))
 
@@ -191,7 +191,7 @@ def _check_scale(config: dict[str, Any]) -> None:
             f"config error at scale.enabled: the gallery-scale step generates SynthVTT distractors; dataset.name is "
             f"{config['dataset']['name']!r} (set scale.enabled: false)"
         )
-    n_test = test_videos(config)
+    n_test = n_test_videos(config)
     small = [n for n in config["scale"]["gallery_sizes"] if n < n_test]
     if small:
         raise ConfigError(

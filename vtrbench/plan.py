@@ -24,7 +24,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from vtrbench.config import scale_methods, test_videos
+from vtrbench.config import n_test_videos, scale_methods
 from vtrbench.registry import TRAINED_KINDS, kind_of
 from vtrbench.sweep import format_pair, sweep_pairs, sweep_points
 
@@ -359,7 +359,7 @@ class Plan:
     def distractor_shards(self, name: str, seed: int | str) -> list[str]:
         """The encode jobs' gallery-vector files of method ``name`` (``{start}-{stop}.npy``), in stream order."""
         shard_size = self.config["scale"]["shard_size"]
-        shards = distractor_ranges(self.scale_largest[name], test_videos(self.config), shard_size)
+        shards = distractor_ranges(self.scale_largest[name], n_test_videos(self.config), shard_size)
         return [f"{self.folder(self.distractors[name])}/seed{seed}/{lo}-{hi}.npy" for lo, hi in shards]
 
     def scale_files(self, stem: str) -> list[str]:

@@ -192,8 +192,9 @@ def run_scale(
     test_queries, val_queries = vectors(method.query_vectors(test.queries)), vectors(method.query_vectors(val.queries))
     positive = np.asarray(load_split(data_dir, "test").caption_video)
     distractors, costs = read_shards(shards)
+    bounds = np.cumsum([len(test_gallery), *(len(d) for d in distractors)])  # each encode job's last row + 1
     pool = np.concatenate([test_gallery, *distractors])
-    del distractors  # the pool is the one copy kept (1M x 576 float32 is 2.3 GB)
+    del distractors  # the pool is the one copy kept (1M x 576 float32 is 2.3 GB); shards are views of it
     speed = sum(c["videos"] for c in costs) / sum(c["generate_s"] + c["encode_s"] for c in costs) if costs else None
     largest = scale["largest"] or max(scale["gallery_sizes"])
     sizes = [int(n) for n in scale["gallery_sizes"] if int(n) <= largest]
@@ -202,6 +203,7 @@ def run_scale(
     gallery_rows, sweeps = [], []
     for size in tqdm(sizes, desc=f"{name}: gallery sizes"):
         gallery = pool[:size]
+        shards = [pool[lo : min(hi, size)] for lo, hi in zip([0, *bounds[:-1]], bounds, strict=True) if lo < size]
         ranks = ranks_of_positives(gallery, test_queries, positive)
         gallery_rows.append(
             {"method": name, "seed": seed, "gallery_size": size, "distractors": size - len(test_gallery)}
@@ -221,6 +223,7 @@ def run_scale(
             scale["train_size"],
             seed,
             scale["build_threads"] or os.cpu_count(),
+            shards,
         )
         sweeps.append(sweep.assign(method=name, seed=seed, gallery_size=size, threads=threads))
     out = Path(out_dir)

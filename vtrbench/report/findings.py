@@ -152,12 +152,38 @@ def sweep_finding(table: pd.DataFrame | None, metric: str = "t2v_R@1") -> str | 
     return f"Frame sweep ({SWEEP_CLAIM}): {_sweep_verdict(row)} on test {metric.replace('_', ' ')}, {cost}; {shape}."
 
 
+def scale_findings(scale: pd.DataFrame | None) -> list[str]:
+    """Per method at its largest gallery: exact R@1 against the test split alone, and the HNSW point chosen on val
+    (its recall of the exact top 10, queries per second against exact search's). One seed: no paired test, so the
+    numbers are stated, not compared."""
+    if scale is None or scale.empty:
+        return []
+    out = []
+    for method, rows in scale.sort_values("gallery_size").groupby("method", sort=False):
+        small, large = rows.iloc[0], rows.iloc[-1]
+        if len(rows) < 2:
+            continue
+        text = (
+            f"Gallery scale, {method} (seed 0): exact t2v R@1 {fmt(small['t2v_R@1'])} at "
+            f"{int(small['gallery_size']):,} videos, {fmt(large['t2v_R@1'])} at {int(large['gallery_size']):,}"
+        )
+        if pd.notna(large.get("hnsw_qps")) and pd.notna(large.get("flat_qps")):
+            text += (
+                f"; HNSW ({large['hnsw_point']}, chosen on val) keeps {large['hnsw_test_recall10']:.3f} of the exact "
+                f"top 10 at {large['hnsw_qps'] / large['flat_qps']:.0f}x exact search's queries per second "
+                f"({large['hnsw_qps']:,.0f} against {large['flat_qps']:,.0f})"
+            )
+        out.append(text + ".")
+    return out
+
+
 def findings(
     summary: pd.DataFrame,
     latency_ms: dict[str, float],
     frontier: list[str],
     comparisons: pd.DataFrame | None = None,
     sweep_comparisons: pd.DataFrame | None = None,
+    scale: pd.DataFrame | None = None,
 ) -> list[str]:
     """Plain sentences: who is best on what (and whether it is resolved), what it costs, who is still improving."""
     out = []
@@ -207,4 +233,4 @@ def findings(
         out.append(f"On the recall–cost Pareto frontier: {', '.join(frontier)}.")
     if sweep := sweep_finding(sweep_comparisons):
         out.append(sweep)
-    return out
+    return out + scale_findings(scale)

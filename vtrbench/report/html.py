@@ -233,7 +233,7 @@ def render_report(inputs: ReportInputs, out: str | Path, config: dict[str, Any],
         pairwise_labels=columns[len(HEADLINE) :],
         full_columns=[c.replace("_", " ") for c in FULL],
         findings=findings_lib.findings(
-            summary, latency_ms, frontier, comparisons if not comparisons.empty else None, sweep_compared
+            summary, latency_ms, frontier, comparisons if not comparisons.empty else None, sweep_compared, scale
         ),
         figures=figures,
         cost_axis=xlabel,

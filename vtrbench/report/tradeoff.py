@@ -6,8 +6,9 @@ documented schema shows up here with no change.
 * ``latency.csv``: one row per (method, stage, backend, k, gallery_size, batch_size, flags): ``calls``,
   ``median_s``, ``p95_s``, ``per_item_ms`` (median / items), ``throughput_per_s`` (items / median), FLOPs;
 * ``latency_vs_gallery.csv``: one row per (method, gallery_size): ``ms_per_query`` online (text encoding at batch 1
-  + search at batch 1; FAISS when measured, a re-ranker at the depth it chose on val; an embedding method past the
-  test split: exact FAISS search of the gallery-scale step's real distractor galleries), ``extrapolated``;
+  + search at batch 1; FAISS when measured, a re-ranker at the depth it chose on val; at the gallery-scale step's
+  sizes: an embedding method's exact search of real distractors, a pair method extrapolated, a re-ranker composed
+  of its first stage's chosen HNSW point and its k pair scores), ``extrapolated``;
 * ``recall_latency.csv``: one row per method: its ``design`` class (``vtrbench.registry.DESIGNS``, as its
   ``metrics.json`` records it; ``unspecified`` when that has none), t2v R@1 mean/std over seeds, per-query latency
   at the reference gallery size (``query_ms``), offline ``gallery_encode_ms_per_video``, ``bytes_per_video``, the
@@ -75,11 +76,25 @@ def chosen_depth(runs: pd.DataFrame) -> dict[str, int]:
     return {m: int(k) for m, k in picked.items()}
 
 
-def online_latency(stats: pd.DataFrame, depth: dict[str, int], scale: pd.DataFrame | None = None) -> pd.DataFrame:
+def first_stages(runs: pd.DataFrame) -> dict[str, str]:
+    """Each re-ranker's first stage (``rerank_first`` in metrics.json)."""
+    if "rerank_first" not in runs:
+        return {}
+    picked = runs.dropna(subset=["rerank_first"]).groupby("method")["rerank_first"].first()
+    return {m: str(f) for m, f in picked.items()}
+
+
+def online_latency(
+    stats: pd.DataFrame, depth: dict[str, int], scale: pd.DataFrame | None = None, first: dict[str, str] | None = None
+) -> pd.DataFrame:
     """Online ms per query (query encoding + search, batch 1) per method and gallery size; a method with no
-    ``query_encode`` rows (an external one whose search times the whole query) is its search time. ``scale``
-    (``recall_qps.csv``): an embedding method's exact search over the real distractor galleries, at the sizes the
-    latency step did not search (its median single-query ms, beside the latency step's query encoding)."""
+    ``query_encode`` rows (an external one whose search times the whole query) is its search time.
+
+    ``scale`` (``recall_qps.csv``) adds the gallery sizes the latency step did not search: an embedding method's
+    exact search over the real distractor galleries (measured); a pair method's full-gallery scoring, linear in the
+    gallery from its largest measured size (``extrapolated``); a re-ranker (``first``: its first stage) as its
+    first stage's chosen HNSW point there plus its own k pair scores at the test split (composed from two
+    measurements: marked ``extrapolated``)."""
     single = stats[stats.batch_size == 1]
     encode = single[single.stage == "query_encode"].groupby("method")["median_s"].first()
     search = single[single.stage == "search"]
@@ -104,16 +119,41 @@ def online_latency(stats: pd.DataFrame, depth: dict[str, int], scale: pd.DataFra
                 "matmul_gflops": hit.get("matmul_gflops", np.nan),
             }
         )
-    done = {(r["method"], r["gallery_size"]) for r in rows}
-    exact = scale[scale.family == "flat"] if scale is not None and not scale.empty else pd.DataFrame()
-    for hit in exact.itertuples(index=False):
-        if (hit.method, int(hit.gallery_size)) in done or hit.method not in encode:
-            continue
-        rows.append(
-            {"method": hit.method, "gallery_size": int(hit.gallery_size), "backend": "faiss", "k": 0}
-            | {"search_ms": hit.p50_ms, "ms_per_query": 1000 * encode[hit.method] + hit.p50_ms, "extrapolated": False}
-        )
+    if scale is not None and not scale.empty:
+        rows += _at_scale(rows, scale, 1000 * encode, first or {})
     return pd.DataFrame(rows, columns=ONLINE_COLUMNS)
+
+
+def _at_scale(rows: list[dict], scale: pd.DataFrame, encode_ms: pd.Series, first: dict[str, str]) -> list[dict]:
+    """The rows of :func:`online_latency` at the gallery-scale step's sizes (see there)."""
+    done = {(r["method"], r["gallery_size"]) for r in rows}
+    search = {(r["method"], r["gallery_size"]): r["search_ms"] for r in rows}
+    out = []
+
+    def add(method: str, size: int, backend: str, k: int, search_ms: float, extrapolated: bool) -> None:
+        if (method, size) not in done and method in encode_ms:
+            out.append({"method": method, "gallery_size": size, "backend": backend, "k": k, "search_ms": search_ms}
+                       | {"ms_per_query": encode_ms[method] + search_ms, "extrapolated": extrapolated})  # fmt: skip
+
+    for hit in scale[scale.family == "flat"].itertuples(index=False):
+        add(hit.method, int(hit.gallery_size), "faiss", 0, hit.p50_ms, False)
+    sizes = sorted({int(n) for n in scale.gallery_size})
+    for method in {r["method"] for r in rows if r["backend"] == "pair"}:
+        measured = [r for r in rows if r["method"] == method and r["backend"] == "pair" and not r["extrapolated"]]
+        if measured:
+            top = max(measured, key=lambda r: r["gallery_size"])
+            for size in sizes:
+                add(method, size, "pair", 0, top["search_ms"] * size / top["gallery_size"], True)
+    hnsw = scale[(scale.family == "hnsw") & scale.chosen.astype(bool)]
+    for method, stage in first.items():
+        own = [r for r in rows if r["method"] == method and r["backend"] == "rerank"]
+        if not own:
+            continue
+        top = max(own, key=lambda r: r["gallery_size"])
+        pair_ms = top["search_ms"] - search.get((stage, top["gallery_size"]), 0.0)  # its k pair scores
+        for hit in hnsw[hnsw.method == stage].itertuples(index=False):
+            add(method, int(hit.gallery_size), "rerank", top["k"], hit.p50_ms + pair_ms, True)
+    return out
 
 
 def pareto_flags(table: pd.DataFrame, cost: str, recall: str) -> list[bool]:
@@ -189,7 +229,7 @@ def tradeoff(
     table = recall_latency(runs, raw, stats, reference)
     resultfiles.write_csv(stats, Path(tables) / "latency.csv")
     scale = resultfiles.read_optional_csv(scale_points)
-    online = online_latency(stats, chosen_depth(runs), scale)
+    online = online_latency(stats, chosen_depth(runs), scale, first_stages(runs))
     online = online.sort_values(["method", "gallery_size"], kind="stable")
     resultfiles.write_csv(online, Path(tables) / "latency_vs_gallery.csv")
     resultfiles.write_csv(table, Path(tables) / "recall_latency.csv")
