@@ -26,7 +26,10 @@ def test_methods_are_planned_by_kind(smoke_plan):
     assert smoke_plan.trained == ["dual_mean", "cret", "dual_seq", "cross_encoder"]
     assert smoke_plan.rerank == ["rerank"] and smoke_plan.external == []
     assert smoke_plan.warm_started_from == {"dual_seq"}
-    assert [smoke_plan.train_priority(smoke_plan.runs[m]) for m in ("dual_seq", "cross_encoder", "cret")] == [2, 1, 0]
+    order = [
+        smoke_plan.train_priority(smoke_plan.runs[m], s) for m in ("dual_seq", "cross_encoder", "cret") for s in (0, 1)
+    ]
+    assert order == [5, 4, 3, 2, 1, 0]  # by dependency, then the latency seed (0) first
 
 
 def test_every_stage_path_is_spelt_one_way(smoke_plan):

@@ -295,12 +295,16 @@ class Plan:
             return [f"{self.stage_dir(run, entry[which], seed)}/model.pt" for which in ("first", "second")]
         return [f"{self.run_dir(run.name, seed, run)}/model.pt"]
 
-    def train_priority(self, run: Unit) -> int:
+    def train_priority(self, run: Unit, seed: int | str) -> int:
         """Scheduling order of training jobs (higher first): a method others warm-start from, then a warm-started
-        one, then the rest, so a warm-started chain does not start last and train alone on one core."""
+        one, then the rest, so a warm-started chain does not start last and train alone on one core; within each,
+        the latency seed first, so the jobs that read its model (latency, distractor encoding, scale) overlap the
+        remaining training instead of waiting for its last run."""
         if run.name in self.warm_started_from:
-            return 2
-        return 1 if run.config["methods"][run.name].get("init_from") else 0
+            level = 2
+        else:
+            level = 1 if run.config["methods"][run.name].get("init_from") else 0
+        return 2 * level + (int(seed) == self.latency_seed)
 
     # ----- what the aggregate steps read -----
     def metrics_files(self) -> list[str]:

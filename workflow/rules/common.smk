@@ -57,7 +57,7 @@ def run_unit(wildcards):
 
 
 def train_priority(wildcards):
-    return PLAN.train_priority(run_unit(wildcards))
+    return PLAN.train_priority(run_unit(wildcards), wildcards.seed)
 
 
 def data_manifest(wildcards):
