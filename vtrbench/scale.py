@@ -161,6 +161,7 @@ def ranks_of_positives(
 
 
 def gallery_row(ranks: np.ndarray) -> dict[str, float]:
+    """R@1/5/10 (%) and MdR of the matching videos' ranks."""
     return {f"t2v_R@{k}": 100.0 * float(np.mean(ranks <= k)) for k in (1, 5, 10)} | {"t2v_MdR": float(np.median(ranks))}
 
 
@@ -181,7 +182,8 @@ def run_scale(
     device = start(threads, config["train"]["device"])
     faiss.omp_set_num_threads(threads)
     setup = _embedding_method(config, name, seed, data_dir, model, tokens_dir)
-    test = encode_stage(setup, load_split(data_dir, "test"), device)
+    test_split = load_split(data_dir, "test")
+    test = encode_stage(setup, test_split, device)
     val = encode_stage(setup, load_split(data_dir, "val"), device)
     method = setup.method
 
@@ -190,7 +192,7 @@ def run_scale(
 
     test_gallery = vectors(method.gallery_vectors(test.gallery))
     test_queries, val_queries = vectors(method.query_vectors(test.queries)), vectors(method.query_vectors(val.queries))
-    positive = np.asarray(load_split(data_dir, "test").caption_video)
+    positive = np.asarray(test_split.caption_video)
     distractors, costs = read_shards(shards)
     bounds = np.cumsum([len(test_gallery), *(len(d) for d in distractors)])  # each encode job's last row + 1
     pool = np.concatenate([test_gallery, *distractors])
@@ -203,7 +205,7 @@ def run_scale(
     gallery_rows, sweeps = [], []
     for size in tqdm(sizes, desc=f"{name}: gallery sizes"):
         gallery = pool[:size]
-        shards = [pool[lo : min(hi, size)] for lo, hi in zip([0, *bounds[:-1]], bounds, strict=True) if lo < size]
+        pieces = [pool[lo : min(hi, size)] for lo, hi in zip([0, *bounds[:-1]], bounds, strict=True) if lo < size]
         ranks = ranks_of_positives(gallery, test_queries, positive)
         gallery_rows.append(
             {"method": name, "seed": seed, "gallery_size": size, "distractors": size - len(test_gallery)}
@@ -223,7 +225,7 @@ def run_scale(
             scale["train_size"],
             seed,
             scale["build_threads"] or os.cpu_count(),
-            shards,
+            pieces,  # the test split's vectors, then each encode job's: the exact point searches through them
         )
         sweeps.append(sweep.assign(method=name, seed=seed, gallery_size=size, threads=threads))
     out = Path(out_dir)
