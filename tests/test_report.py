@@ -89,9 +89,12 @@ def make_results(root: Path, dataset: str = "synthetic", incomplete: bool = Fals
     ]
     pd.DataFrame(recall).to_csv(tables / "recall_latency.csv", index=False)
     gallery = pd.DataFrame(
-        [{"method": m, "gallery_size": n, "t2v_R@1": r - 10 * i} for i, m in enumerate(METHODS[:2]) for n, r in
-         ((100, 50.0), (10_000, 30.0))]
-    )  # fmt: skip
+        [
+            {"method": m, "seed": 0, "gallery_size": n, "t2v_R@1": r - 10 * i}
+            for i, m in enumerate(METHODS[:2])
+            for n, r in ((100, 50.0), (10_000, 30.0))
+        ]
+    )
     points = pd.DataFrame(
         [
             {"method": m, "gallery_size": n, "family": f, "build": b, "search": e, "test_recall10": r, "qps": q}

@@ -32,6 +32,7 @@ from vtrbench.data.video import sample_indices
 from vtrbench.device import autocast, start
 from vtrbench.encoding import encode_stage
 from vtrbench.methods import EmbeddingMethod
+from vtrbench.metrics import summarize
 from vtrbench.runs import load_trained
 
 SHARD_NAME = re.compile(r"(\d+)-(\d+)\.npy$")  # {start}-{stop}.npy: distractor videos start..stop-1
@@ -160,11 +161,6 @@ def ranks_of_positives(
     return higher + 1
 
 
-def gallery_row(ranks: np.ndarray) -> dict[str, float]:
-    """R@1/5/10 (%) and MdR of the matching videos' ranks."""
-    return {f"t2v_R@{k}": 100.0 * float(np.mean(ranks <= k)) for k in (1, 5, 10)} | {"t2v_MdR": float(np.median(ranks))}
-
-
 @torch.no_grad()
 def run_scale(
     config: dict[str, Any],
@@ -209,7 +205,7 @@ def run_scale(
         ranks = ranks_of_positives(gallery, test_queries, positive)
         gallery_rows.append(
             {"method": name, "seed": seed, "gallery_size": size, "distractors": size - len(test_gallery)}
-            | gallery_row(ranks)
+            | {f"t2v_{k}": v for k, v in summarize(ranks).items() if k != "MnR"}
             | {"bytes_per_video": np.dtype(scale["dtype"]).itemsize * pool.shape[1]}
             | {"encode_videos_per_s": speed if size > len(test_gallery) else None, "threads": threads}
         )

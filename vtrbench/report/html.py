@@ -273,7 +273,7 @@ def scale_frame(scale: pd.DataFrame) -> pd.DataFrame:
         return scale
     shown = ["method", "gallery_size", "t2v_R@1", "t2v_R@10", "bytes_per_video"]
     for family in ("flat", "hnsw", "ivf_flat", "ivf_pq"):
-        shown += [c for c in scale.columns if c.startswith(f"{family}_") and not c.endswith(("build_s", "bytes"))]
+        shown += [c for c in scale.columns if c.startswith(f"{family}_") and not c.endswith("_build_s")]
     return scale[[c for c in shown if c in scale.columns]]
 
 
