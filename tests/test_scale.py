@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
+from tests.conftest import REPO
 from vtrbench import config as config_lib
 from vtrbench import plan as plan_lib
 from vtrbench.data import synthetic as S
@@ -85,7 +85,7 @@ def test_read_shards_refuses_a_gap(tmp_path):
 
 
 def _default(scale: dict) -> dict:
-    config = yaml.safe_load(Path("config/config.yaml").read_text())
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["scale"] = scale
     return config_lib.validate_workflow(config, classes=False)
 
@@ -136,8 +136,8 @@ def test_a_bad_scale_config_is_refused_naming_its_key(change, message):
 
 
 def test_scale_needs_the_synthetic_dataset():
-    config = yaml.safe_load(Path("config/msrvtt.yaml").read_text())
-    config["dataset"]["data_root"] = "/data/msrvtt"
+    config = yaml.safe_load((REPO / "config" / "msrvtt.yaml").read_text())
+    config["dataset"]["data_root"] = "/data/msrvtt"  # a real dataset needs one; never read here
     config["scale"] = {"enabled": True}
     with pytest.raises(config_lib.ConfigError, match=r"scale\.enabled: the gallery-scale step generates SynthVTT"):
         config_lib.validate_workflow(config, classes=False)
