@@ -72,7 +72,7 @@ SMOKE_SCALE = """
 scale:
   enabled: true
   gallery_sizes: [8, 3000]
-  methods: {dual_seq: 3000}
+  methods: {dual_seq: 3000, cross_encoder: 3000}  # an embedding and a pair method
   shard_size: 2000
   single_queries: 4
   repeats: 1

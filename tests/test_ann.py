@@ -14,9 +14,9 @@ from vtrbench.ann import (
     FAMILIES,
     TOP,
     BuildPoint,
-    _choose,
     build,
     build_points,
+    choose,
     configure,
     exact_top,
     pareto,
@@ -168,8 +168,8 @@ def test_choice_reads_val_only() -> None:
         }
     )
     # No test column: the choice cannot read one. On test, row 1 would win (its test recall is the only one >= 0.9).
-    assert list(_choose(frame, 0.9)) == [True, False, True, False, False, True]
-    assert list(_choose(frame, 0.99)) == [True, True, False, False, False, True]  # none reaches: best val recall
+    assert list(choose(frame, 0.9)) == [True, False, True, False, False, True]
+    assert list(choose(frame, 0.99)) == [True, True, False, False, False, True]  # none reaches: best val recall
 
 
 def test_pareto_frontier() -> None:

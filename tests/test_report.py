@@ -91,7 +91,8 @@ def make_results(root: Path, dataset: str = "synthetic", incomplete: bool = Fals
     gallery = pd.DataFrame(
         [
             {"method": m, "seed": 0, "gallery_size": n, "t2v_R@1": r - 10 * i}
-            for i, m in enumerate(METHODS[:2])
+            | {"queries": 20, "exact_s": n / 1000, "exact_threads": 2}
+            for i, m in enumerate(METHODS[:3])  # the third: a pair method, exact search only (no index rows)
             for n, r in ((100, 50.0), (10_000, 30.0))
         ]
     )
@@ -226,12 +227,17 @@ def test_every_section_from_hand_made_tables(tmp_path):
     # gallery scale: per method and size, exact recall beside each family's point chosen on val
     section = html[html.index('id="scale-table"') :].split("</table>")[0]
     assert "<th>hnsw point</th>" in section and "<td>M=32 ef_search=64</td>" in section
-    assert section.count("<tr>") == 1 + 4  # the header and 2 methods x 2 gallery sizes
+    assert section.count("<tr>") == 1 + 6  # the header and 3 methods x 2 gallery sizes
     assert (
-        "Gallery scale, dual_mean (seed 0): exact t2v R@1 50.0 at 100 videos, 30.0 at 10,000; HNSW (M=32 "
+        "Gallery scale, dual_mean (seed 0): exact t2v R@1 50.0 at 100 videos, 30.0 at 10,000; exact search 500 ms "
+        "a caption at 10,000 (2 threads, batched); HNSW (M=32 "
         "ef_search=64, chosen on val) keeps 0.970 of the exact top 10 at 20x exact search&#39;s queries per second "
         "(2,000 against 100)"
     ) in html
+    assert (
+        "cret_global (seed 0): exact t2v R@1 30.0 at 100 videos, 10.0 at 10,000; exact search 500 ms a caption at "
+        "10,000 (2 threads, batched)." in html
+    )  # a pair method: no index point to report
     # every table of the recall-latency map names each method's design class beside it
     for table_id in ("recall-latency", "latency-table", "full-table"):
         section = html[html.index(f'id="{table_id}"') :].split("</table>")[0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from functools import partial
+from typing import Protocol
 
 import faiss
 import numpy as np
@@ -26,6 +27,12 @@ CPU = torch.device("cpu")
 MIN_POINTS_PER_CENTROID = 39  # FAISS k-means warns below this many training points per centroid
 PQ_CENTROIDS = 256  # one 8-bit sub-quantizer: PQ training needs at least this many points
 _LABEL_ORDER = {"M": 0, "nlist": 1, "code_bytes": 2}  # coarse before fine in labels
+
+
+class Searchable(Protocol):
+    """What :func:`measure` times: a FAISS index, or a search built on one (``vtrbench.multivector``)."""
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 @dataclass(frozen=True)
@@ -164,33 +171,36 @@ def sharded_flat(shards: list[np.ndarray]) -> faiss.Index:
     return index
 
 
-def _qps(index: faiss.Index, queries: np.ndarray, repeats: int) -> float:
+def _qps(index: Searchable, queries: np.ndarray, repeats: int) -> float:
     """Queries per second of all queries in one search call, median over ``repeats`` calls after one warm-up."""
     seconds = time_calls(partial(index.search, queries, TOP), 1, repeats, CPU)
     return len(queries) / float(np.median(seconds))
 
 
-def _single_ms(index: faiss.Index, queries: np.ndarray) -> np.ndarray:
+def _single_ms(index: Searchable, queries: np.ndarray) -> np.ndarray:
     """Milliseconds of each query searched alone, one call each: the latency one user sees."""
     calls = [partial(index.search, queries[i : i + 1], TOP) for i in range(len(queries))]
     return np.array([time_calls(call, 0, 1, CPU)[0] for call in calls]) * 1e3
 
 
-def _measure(
-    index: faiss.Index,
+def measure(
+    index: Searchable,
     val: tuple[np.ndarray, np.ndarray],
     test: tuple[np.ndarray, np.ndarray, np.ndarray],
     single_queries: int,
     repeats: int,
+    val_index: Searchable | None = None,
 ) -> dict[str, float]:
-    """Recall and speed of the configured index: val (queries, exact), test (queries, exact, positive)."""
+    """Recall and speed of the configured index: val (queries, exact), test (queries, exact, positive). ``val_index``:
+    the same search over the val captions, where queries are not vectors the one index takes (None: ``index``)."""
     val_queries, val_exact = val
     test_queries, test_exact, test_positive = test
+    val_index = index if val_index is None else val_index
     found = index.search(test_queries, TOP)[1]
     single = _single_ms(index, test_queries[:single_queries])
     return {
-        "val_recall10": recall_at(index.search(val_queries, TOP)[1], val_exact),
-        "val_qps": _qps(index, val_queries, repeats),
+        "val_recall10": recall_at(val_index.search(val_queries, TOP)[1], val_exact),
+        "val_qps": _qps(val_index, val_queries, repeats),
         "test_recall10": recall_at(found, test_exact),
         "test_R@1": 100.0 * float(np.mean(found[:, 0] == test_positive)),
         "p50_ms": float(np.percentile(single, 50)),
@@ -199,7 +209,7 @@ def _measure(
     }
 
 
-def _choose(frame: pd.DataFrame, target: float) -> pd.Series:
+def choose(frame: pd.DataFrame, target: float) -> pd.Series:
     """Per family, the fastest row on val reaching ``target`` val recall, else the row of highest val recall.
 
     Reads only val columns (family, val_recall10, val_qps), so the test rows report a choice made without them.
@@ -210,6 +220,23 @@ def _choose(frame: pd.DataFrame, target: float) -> pd.Series:
         best = reaching["val_qps"].idxmax() if len(reaching) else group["val_recall10"].idxmax()
         chosen[best] = True
     return chosen
+
+
+POINT_COLUMNS = [
+    "family",
+    "build",
+    "search",
+    "build_s",
+    "bytes_per_video",
+    "val_recall10",
+    "val_qps",
+    "test_recall10",
+    "test_R@1",
+    "p50_ms",
+    "p99_ms",
+    "qps",
+    "chosen",
+]  # one row of :func:`sweep` per build point x search value
 
 
 def sweep(
@@ -259,12 +286,12 @@ def sweep(
                     "search": " ".join(f"{name}={value}" for name, value in search.items()),
                     "build_s": build_s,
                     "bytes_per_video": per_video,
-                    **_measure(index, val, test, single_queries, repeats),
+                    **measure(index, val, test, single_queries, repeats),
                 }
             )
     frame = pd.DataFrame(rows)
-    frame["chosen"] = _choose(frame, target_recall)
-    return frame
+    frame["chosen"] = choose(frame, target_recall)
+    return frame[POINT_COLUMNS]
 
 
 def pareto(frame: pd.DataFrame, recall: str = "test_recall10", speed: str = "qps") -> pd.Series:

@@ -169,8 +169,9 @@ def _check_consistency(config: dict[str, Any], given: set[str]) -> None:
 
 
 def scale_methods(config: dict[str, Any]) -> dict[str, int]:
-    """Embedding method -> its largest gallery (``scale.methods``; empty: every trained embedding method up to the
-    largest of ``scale.gallery_sizes``)."""
+    """Method -> its largest gallery (``scale.methods``, embedding or pair methods; empty: every embedding method up
+    to the largest of ``scale.gallery_sizes``: a pair method's exact search scores every pair, so it is listed by
+    name)."""
     scale, methods = config["scale"], config["methods"]
     chosen = scale["methods"] or {
         m: max(scale["gallery_sizes"]) for m, e in methods.items() if kind_of(e.get("class", "")) == "embedding"
@@ -184,8 +185,8 @@ def n_test_videos(config: dict[str, Any]) -> int:
 
 
 def _check_scale(config: dict[str, Any]) -> None:
-    """Distractors are generated SynthVTT videos; the galleries start from the whole test split; only an embedding
-    method has vectors an index can hold."""
+    """Distractors are generated SynthVTT videos; the galleries start from the whole test split; a method needs a
+    gallery of its own (embedding or pair; a re-ranker's cost at scale is composed from its two stages)."""
     if config["dataset"]["name"] != "synthetic":
         raise ConfigError(
             f"config error at scale.enabled: the gallery-scale step generates SynthVTT distractors; dataset.name is "
@@ -200,10 +201,10 @@ def _check_scale(config: dict[str, Any]) -> None:
         )
     methods = config["methods"]
     for name, largest in scale_methods(config).items():
-        if name not in methods or kind_of(methods[name].get("class", "")) != "embedding":
+        if name not in methods or kind_of(methods[name].get("class", "")) not in ("embedding", "pair"):
             raise ConfigError(
-                f"config error at scale.methods: {name!r} is not an embedding method of this config; list methods "
-                "whose class is an embedding method (their gallery vectors are what an index holds)"
+                f"config error at scale.methods: {name!r} is not an embedding or pair method of this config; list "
+                "trained methods (a re-ranker's latency at scale is composed from its two stages by the tables)"
             )
         if largest < n_test:
             raise ConfigError(

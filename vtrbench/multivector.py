@@ -38,13 +38,19 @@ class MultiVectors:
 
 
 class FrameIndex:
-    """Every frame vector of a gallery in one exact inner-product index, with the video each row belongs to."""
+    """Every frame vector of a gallery in one inner-product index, with the video each row belongs to."""
 
-    def __init__(self, frames: np.ndarray):
+    def __init__(self, frames: np.ndarray, index: faiss.Index | None = None):
+        """``frames`` [n_video, M, D]; ``index``: one already holding them row by row, video-major (an approximate
+        one, e.g. ``vtrbench.ann.build``'s HNSW, at scale); None: an exact one is built here."""
         n_video, per_video, dim = frames.shape
         self.n_video, self.per_video = n_video, per_video
-        self.index = faiss.IndexFlatIP(dim)
-        self.index.add(np.ascontiguousarray(frames.reshape(-1, dim), dtype=np.float32))
+        if index is None:
+            index = faiss.IndexFlatIP(dim)
+            index.add(np.ascontiguousarray(frames.reshape(-1, dim), dtype=np.float32))
+        if index.ntotal != n_video * per_video:
+            raise ValueError(f"frame index holds {index.ntotal} vectors, the gallery has {n_video} x {per_video}")
+        self.index = index
 
     def candidates(self, tokens: np.ndarray, weights: np.ndarray, depth: int, k: int) -> np.ndarray:
         """The top ``k`` videos of each caption by the token-wise approximation from each token's ``depth`` nearest
@@ -67,6 +73,35 @@ class FrameIndex:
 
 
 ScoreCandidates = Callable[[dict[str, Tensor], dict[str, Tensor], Tensor], Tensor]
+
+
+class CandidateIndex:
+    """Both stages as an index ``vtrbench.ann.measure`` can time: ``search(rows, k)`` takes caption numbers [q, 1]
+    (rows of ``queries``) and returns each caption's top k of its ``k_exact`` candidates by the method's exact
+    score (``score``: its ``score_candidates``), as FAISS returns (scores, ids)."""
+
+    def __init__(
+        self,
+        score: ScoreCandidates,
+        queries: dict[str, Tensor],
+        gallery: dict[str, Tensor],
+        view: MultiVectors,
+        frames: FrameIndex,
+        depth: int,
+        k_exact: int,
+    ):
+        self.score, self.queries, self.gallery, self.frames = score, queries, gallery, frames
+        self.tokens, self.weights = view.tokens.float().cpu().numpy(), view.weights.float().cpu().numpy()
+        self.depth, self.k_exact = depth, k_exact
+
+    def search(self, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        mine = rows[:, 0]
+        candidates = self.frames.candidates(self.tokens[mine], self.weights[mine], self.depth, self.k_exact)
+        device = next(iter(self.gallery.values())).device
+        picked = {key: value[torch.from_numpy(mine).to(value.device)] for key, value in self.queries.items()}
+        scores = self.score(picked, self.gallery, torch.from_numpy(candidates).to(device)).float().cpu()
+        top = scores.topk(min(k, candidates.shape[1]), dim=1)
+        return top.values.numpy(), np.take_along_axis(candidates, top.indices.numpy(), axis=1)
 
 
 def candidate_search(

@@ -152,10 +152,14 @@ def distractors_unit(config: dict[str, Any], name: str) -> Unit:
 
 
 def scale_unit(config: dict[str, Any], name: str, largest: int) -> Unit:
-    """Method ``name``'s gallery-scale measurement (``vtrbench.scale.run_scale``) up to ``largest`` videos."""
+    """Method ``name``'s gallery-scale measurement (``vtrbench.scale.run_scale``) up to ``largest`` videos; a pair
+    method's also reads the candidate search's settings (a multi-vector method searches its frames that way)."""
     scale = {k: copy.deepcopy(v) for k, v in config["scale"].items() if k not in ("enabled", "methods", "largest")}
     payload = {**run_config(config, name), "scale": scale | {"largest": largest}}
-    return make_unit("scale", name, payload | {"latency": {"threads": config["latency"]["threads"]}})
+    latency = {"threads": config["latency"]["threads"]}
+    if kind_of(config["methods"][name]["class"]) == "pair":
+        latency |= {key: copy.deepcopy(config["latency"][key]) for key in ("multivector_depth", "multivector_k")}
+    return make_unit("scale", name, payload | {"latency": latency})
 
 
 def distractor_ranges(largest: int, n_test: int, shard_size: int) -> list[tuple[int, int]]:

@@ -153,8 +153,9 @@ def sweep_finding(table: pd.DataFrame | None, metric: str = "t2v_R@1") -> str | 
 
 
 def scale_findings(scale: pd.DataFrame | None) -> list[str]:
-    """Per method at its largest gallery: exact R@1 against its smallest, and the HNSW point chosen on val (its recall
-    of the exact top 10, queries per second against exact search's). One seed (the latency seed): no paired test,
+    """Per method at its largest gallery: exact R@1 against its smallest, what exact search costs there, and (an
+    embedding method) the HNSW point chosen on val (its recall of the exact top 10, queries per second against exact
+    search's). One seed (the latency seed): no paired test,
     so the numbers are stated, not compared."""
     if scale is None or scale.empty:
         return []
@@ -168,6 +169,11 @@ def scale_findings(scale: pd.DataFrame | None) -> list[str]:
             f"Gallery scale, {method}{seed}: exact t2v R@1 {fmt(small['t2v_R@1'])} at "
             f"{int(small['gallery_size']):,} videos, {fmt(large['t2v_R@1'])} at {int(large['gallery_size']):,}"
         )
+        if pd.notna(large.get("exact_s")) and large.get("queries"):
+            text += (
+                f"; exact search {1000 * large['exact_s'] / large['queries']:,.3g} ms a caption at "
+                f"{int(large['gallery_size']):,} ({int(large['exact_threads'])} threads, batched)"
+            )
         if pd.notna(large.get("hnsw_qps")) and pd.notna(large.get("flat_qps")):
             text += (
                 f"; HNSW ({large['hnsw_point']}, chosen on val) keeps {large['hnsw_test_recall10']:.3f} of the exact "

@@ -1,8 +1,9 @@
 """Gallery-scale tables from the scale step's files (``vtrbench/scale.py``; no figures here).
 
 * ``scale.csv``: one row per (method, gallery size): exact t2v R@1/R@5/R@10 and MdR of the test captions against the
-  test split plus distractors, bytes per stored vector, distractor encoding speed; and, from the index sweep, the
-  chosen point of each index family at that size (its test recall@10, R@1 through it, p50/p99 ms, queries/s);
+  test split plus distractors, bytes stored per video, distractor encoding speed, the exact search's seconds; and,
+  for an embedding method, from the index sweep, the chosen point of each index family at that size (its test
+  recall@10, R@1 through it, p50/p99 ms, queries/s);
 * ``recall_qps.csv``: every index point (method, gallery size, family, build and search parameters) with build
   seconds, bytes per video, val and test recall@10 of the exact top 10, R@1 through the index, p50/p99 ms, batched
   queries per second, ``chosen`` (on val) and ``pareto`` (the ann-benchmarks frontier of its method and gallery
@@ -48,7 +49,9 @@ def scale_tables(gallery_files: list[str | Path], ann_files: list[str | Path], t
     points["pareto"] = False
     for _, rows in points.groupby(["method", "gallery_size"], sort=False):
         points.loc[rows.index, "pareto"] = pareto(rows).to_numpy()
-    table = gallery.merge(chosen_points(points), on=["method", "gallery_size"], how="left")
+    table = gallery
+    if points.chosen.astype(bool).any():  # none when only pair methods were scaled: no index holds their galleries
+        table = gallery.merge(chosen_points(points), on=["method", "gallery_size"], how="left")
     out = Path(tables)
     resultfiles.write_csv(table, out / "scale.csv")
     resultfiles.write_csv(points, out / "recall_qps.csv")
