@@ -13,16 +13,24 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 REPO = Path(__file__).resolve().parent.parent
 
 
+# An overlay that extends other overlays: the ones it is given after (its own header says so), after the default.
+OVERLAY_BASES = {"scale-designs.yaml": ["designs.yaml", "scale.yaml"]}
+
+
 def load_shipped_config(path: Path) -> dict:
-    """A config/*.yaml as it is run: an overlay (no run_name) merged onto config/config.yaml, which it is given after;
-    a real dataset's config with a placeholder data_root."""
+    """A config/*.yaml as it is run: an overlay (no run_name) merged onto config/config.yaml and the overlays it
+    extends, which it is given after; a real dataset's config with a placeholder data_root."""
     import yaml
 
     from vtrbench import config
 
     content = yaml.safe_load(path.read_text())
     if "run_name" not in content:
-        return config.load(REPO / "config" / "config.yaml", content)
+        merged: dict = {}
+        for base in OVERLAY_BASES.get(path.name, []):
+            config.deep_update(merged, yaml.safe_load((path.parent / base).read_text()))
+        config.deep_update(merged, content)
+        return config.load(REPO / "config" / "config.yaml", merged)
     name = content.get("dataset", {}).get("name", "synthetic")
     return config.load(path, {} if name == "synthetic" else {"dataset": {"data_root": "/data"}})
 

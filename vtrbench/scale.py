@@ -52,7 +52,7 @@ GALLERY_COLUMNS = [
     "t2v_R@5",
     "t2v_R@10",
     "t2v_MdR",
-    "bytes_per_video",  # the stored gallery vector (scale.dtype)
+    "bytes_per_video",  # what the gallery stores per video (scale.dtype): a vector, or a pair method's features
     "encode_videos_per_s",  # distractor generation + encoding, per encode job (jobs may share the machine)
     "threads",
     "queries",  # the test captions searched
