@@ -7,6 +7,9 @@ is the same model at the same precision.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
 
@@ -21,6 +24,18 @@ def start(threads: int, device_name: str) -> torch.device:
     """The preamble of every job: torch's CPU thread budget, then the device it runs on."""
     torch.set_num_threads(threads)
     return pick_device(device_name)
+
+
+@contextmanager
+def cpu_threads(threads: int) -> Iterator[None]:
+    """Torch's CPU thread budget set to ``threads`` inside the block (offline work inside a timing job, e.g. the scale
+    step's exact ranking on every core), restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def uses_bf16(device: torch.device, amp: bool) -> bool:

@@ -35,7 +35,7 @@ from vtrbench import ann, resultfiles
 from vtrbench.data.records import load_split
 from vtrbench.data.synthetic import SyntheticConfig, distractor_frames, evaluation_keys
 from vtrbench.data.video import sample_indices
-from vtrbench.device import autocast, start
+from vtrbench.device import autocast, cpu_threads, start
 from vtrbench.encoding import encode_stage
 from vtrbench.methods import EmbeddingMethod, Features, PairMethod, RetrievalMethod
 from vtrbench.metrics import summarize
@@ -379,13 +379,12 @@ def run_scale(
     else:
         layout = layout_of(test.gallery)
         scores = PairScores(method, test.queries, pool, layout, device)
-    torch.set_num_threads(offline)
-    exact = exact_pass(scores, sizes, EXACT_CHUNK[embedding], positive, ann.TOP * multi, f"{name}: exact search")
-    val = encode_stage(setup, load_split(data_dir, "val"), device) if embedding or multi else None
-    if multi:  # the val captions' exact top 10: what the candidate search's parameters are chosen on
-        val_scores = PairScores(method, val.queries, pool, layout, device)
-        val_top = exact_pass(val_scores, sizes, EXACT_CHUNK[False], None, ann.TOP, f"{name}: exact search, val").top
-    torch.set_num_threads(threads)
+    with cpu_threads(offline):
+        exact = exact_pass(scores, sizes, EXACT_CHUNK[embedding], positive, ann.TOP * multi, f"{name}: exact search")
+        val = encode_stage(setup, load_split(data_dir, "val"), device) if embedding or multi else None
+        if multi:  # the val captions' exact top 10: what the candidate search's parameters are chosen on
+            val_scores = PairScores(method, val.queries, pool, layout, device)
+            val_top = exact_pass(val_scores, sizes, EXACT_CHUNK[False], None, ann.TOP, f"{name}: exact search, val").top
     gallery_frame = pd.DataFrame(
         [
             {"method": name, "seed": seed, "gallery_size": size, "distractors": size - len(test_gallery)}
