@@ -295,15 +295,16 @@ def candidate_sweep(
     (queries, exact top 10); test: (queries, exact top 10, matching video)), one family ``multivector_hnsw``,
     chosen on val."""
     scale, latency = config["scale"], config["latency"]
+    hnsw, depth, rows = scale["indexes"].get("hnsw"), latency["multivector_depth"], []
+    if not hnsw:
+        return pd.DataFrame(columns=ann.POINT_COLUMNS)
     (val_queries, val_exact), (test_queries, test_exact, positive) = val, test
+    test_rows, val_rows = np.arange(len(test_exact))[:, None], np.arange(len(val_exact))[:, None]  # caption numbers
     test_view = method.multi_vectors(test_queries, gallery)
     val_view = method.multi_vectors(val_queries, gallery)
     frames = test_view.frames.float().cpu().numpy()  # [n, M, D]
     flat = np.ascontiguousarray(frames.reshape(-1, frames.shape[-1]))
     stored = sum(int(np.prod(v.shape[1:])) for v in gallery.values()) * 4  # float32 features scored exactly
-    hnsw, depth, rows = scale["indexes"].get("hnsw"), latency["multivector_depth"], []
-    if not hnsw:
-        return pd.DataFrame(columns=ann.POINT_COLUMNS)
     search_threads = faiss.omp_get_max_threads()
     for m in hnsw["M"]:
         point = ann.BuildPoint("hnsw", (("M", int(m)),))
@@ -319,8 +320,6 @@ def candidate_sweep(
                     CandidateIndex(method.score_candidates, q, gallery, view, frame_index, depth, k)
                     for q, view in ((test_queries, test_view), (val_queries, val_view))
                 ]
-                test_rows = np.arange(len(test_exact))[:, None]
-                val_rows = np.arange(len(val_exact))[:, None]
                 measured = ann.measure(
                     searches[0],
                     (val_rows, val_exact),
