@@ -2,8 +2,8 @@
 
 * ``scale.csv``: one row per (method, gallery size): exact t2v R@1/R@5/R@10 and MdR of the test captions against the
   test split plus distractors, bytes stored per video, distractor encoding speed, the exact search's seconds; and,
-  for an embedding method, from the index sweep, the chosen point of each index family at that size (its test
-  recall@10, R@1 through it, p50/p99 ms, queries/s);
+  for a method with index points (an embedding method, or a multi-vector one's candidate search), the chosen point
+  of each index family at that size (its test recall@10, R@1 through it, p50/p99 ms, queries/s);
 * ``recall_qps.csv``: every index point (method, gallery size, family, build and search parameters) with build
   seconds, bytes per video, val and test recall@10 of the exact top 10, R@1 through the index, p50/p99 ms, batched
   queries per second, ``chosen`` (on val) and ``pareto`` (the ann-benchmarks frontier of its method and gallery
