@@ -94,14 +94,19 @@ class CandidateIndex:
         self.tokens, self.weights = view.tokens.float().cpu().numpy(), view.weights.float().cpu().numpy()
         self.depth, self.k_exact = depth, k_exact
 
-    def search(self, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def scored(self, rows: np.ndarray) -> tuple[Tensor, Tensor]:
+        """Stage 1 then stage 2 for captions ``rows`` [q, 1]: their candidates [q, k_exact] (on the gallery's
+        device) and the exact scores of them [q, k_exact]."""
         mine = rows[:, 0]
-        candidates = self.frames.candidates(self.tokens[mine], self.weights[mine], self.depth, self.k_exact)
-        device = next(iter(self.gallery.values())).device
+        found = self.frames.candidates(self.tokens[mine], self.weights[mine], self.depth, self.k_exact)
+        candidates = torch.from_numpy(found).to(next(iter(self.gallery.values())).device)
         picked = {key: value[torch.from_numpy(mine).to(value.device)] for key, value in self.queries.items()}
-        scores = self.score(picked, self.gallery, torch.from_numpy(candidates).to(device)).float().cpu()
-        top = scores.topk(min(k, candidates.shape[1]), dim=1)
-        return top.values.numpy(), np.take_along_axis(candidates, top.indices.numpy(), axis=1)
+        return candidates, self.score(picked, self.gallery, candidates)
+
+    def search(self, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        candidates, scores = self.scored(rows)
+        top = scores.float().cpu().topk(min(k, candidates.shape[1]), dim=1)
+        return top.values.numpy(), np.take_along_axis(candidates.cpu().numpy(), top.indices.numpy(), axis=1)
 
 
 def candidate_search(
@@ -112,9 +117,7 @@ def candidate_search(
     depth: int,
     k: int,
 ) -> tuple[Tensor, Tensor]:
-    """Stage 1 then stage 2 for every caption (``score``: the method's ``score_candidates``): the candidates
-    [n_text, k] and their exact scores [n_text, k]."""
-    index = FrameIndex(view.frames.float().cpu().numpy())
-    cand = index.candidates(view.tokens.float().cpu().numpy(), view.weights.float().cpu().numpy(), depth, k)
-    candidates = torch.from_numpy(cand).to(view.frames.device)
-    return candidates, score(queries, gallery, candidates)
+    """Stage 1 then stage 2 for every caption over an exact frame index (``score``: the method's
+    ``score_candidates``): the candidates [n_text, k] and their exact scores [n_text, k]."""
+    search = CandidateIndex(score, queries, gallery, view, FrameIndex(view.frames.float().cpu().numpy()), depth, k)
+    return search.scored(np.arange(len(view.tokens))[:, None])
